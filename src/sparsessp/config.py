@@ -1,0 +1,212 @@
+"""Run configuration: a pydantic schema of the stable names in product.md, YAML files and overrides.
+
+Every section forbids unknown keys, so a typo is an error naming the key before any work starts.
+Cross-field rules of the model design space live in :mod:`sparsessp.models.validate` (no torch
+import), and are applied here when a config is built.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sparsessp.errors import ConfigError
+from sparsessp.structures import STRUCTURES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SynthCellConfig(_Section):
+    """How to generate SynthCell-12 when `data.root` holds no dataset yet."""
+
+    size: tuple[int, int, int] = (64, 192, 192)
+    count: int = Field(4, ge=1, description="fields of view per structure")
+    seed: int = 0
+    photons: float = Field(200.0, gt=0)
+
+
+class DataConfig(_Section):
+    root: Path = Path("data/synthcell")
+    structures: list[str] = Field(default_factory=lambda: list(STRUCTURES))
+    patch: tuple[int, int, int] = (32, 128, 128)
+    sparse_ratio: int = Field(4, ge=1, le=64)
+    flip: bool = True
+    single_structure: str | None = Field(
+        None, description="Multi-Net data mode: feed only this structure's samples"
+    )
+    samples_per_epoch: int | None = Field(None, ge=1, description="patches per epoch; default one per volume")
+    num_workers: int = Field(0, ge=0)
+    cache_dir: Path | None = None
+    synthcell: SynthCellConfig | None = None
+
+    @field_validator("structures")
+    @classmethod
+    def _structures(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("list at least one structure")
+        if len(set(v)) != len(v):
+            raise ValueError("structures must be unique")
+        return v
+
+    @field_validator("patch")
+    @classmethod
+    def _patch(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(v) < 1:
+            raise ValueError("patch sizes must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _single(self) -> DataConfig:
+        if self.single_structure is not None and self.single_structure not in self.structures:
+            raise ValueError(f"single_structure {self.single_structure!r} is not in data.structures")
+        return self
+
+
+class ModelConfig(_Section):
+    topology: Literal["3d", "2d", "3to2d", "2to3d"] = "3to2d"
+    interpolation: Literal["prefix", "postfix", "none"] = "prefix"
+    prefix_mode: Literal["nearest", "trilinear", "aligned"] = "nearest"
+    projection: Literal["3d", "2d"] = "3d"
+    conditioning: str = "condnet"
+    backbone: str = "unet"
+    backbone_weights: Path | None = None
+    width: float = Field(1.0, gt=0, description="multiplies every channel count")
+    channels: list[int] = Field(default_factory=lambda: [32, 64, 128, 256, 256])
+    embed_dim: int = Field(256, ge=1, description="upsample embedding dimension U of 2D features")
+    norm: Literal["batch", "instance"] = "batch"
+    conditioning_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: list[int]) -> list[int]:
+        if len(v) < 2 or min(v) < 1:
+            raise ValueError("give at least two positive channel counts (levels = len(channels))")
+        return v
+
+    @property
+    def levels(self) -> int:
+        return len(self.channels)
+
+    def scaled_channels(self) -> list[int]:
+        """Channel counts after the width factor (at least 1 each)."""
+        return [max(1, round(c * self.width)) for c in self.channels]
+
+
+class TrainConfig(_Section):
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    epochs: int = Field(1000, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    max_minutes: float | None = Field(None, gt=0)
+    val_every: int = Field(20, ge=1)
+    val_volumes: int | None = Field(None, ge=1, description="cap on validation volumes per structure")
+    seed: int = 0
+    precision: Literal["32-true", "64-true", "16-mixed", "bf16-mixed", "32", "16", "bf16"] = "32-true"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int = Field(1, ge=1)
+    num_nodes: int = Field(1, ge=1)
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    checkpoint_every: int | None = Field(None, ge=1, description="steps between last.ckpt writes")
+    deterministic: bool = False
+
+
+class InferenceConfig(_Section):
+    overlap: float = Field(0.5, ge=0, lt=1)
+    sigma_scale: float = Field(0.125, gt=0)
+    blend: Literal["released", "monai"] = "released"
+    window_batch: int = Field(4, ge=1)
+
+
+class Config(_Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+
+    @model_validator(mode="after")
+    def _design_space(self) -> Config:
+        from sparsessp.models.validate import check_model_config
+
+        check_model_config(self.model, self.data)
+        return self
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.data.structures)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save(self, path: Path) -> None:
+        from sparsessp.fileio import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_yaml())
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-after"))
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        return f"config: unknown key {loc!r}"
+    return f"config: {loc}: {msg}" if loc else f"config: {msg}"
+
+
+def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config: cannot set {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``key=value``; the value is read as YAML, so ``8``, ``[1, 2]`` and ``true`` have types."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from None
+    return key, value
+
+
+def config_from_dict(tree: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Validate a config tree after applying ``key=value`` overrides; raises :class:`ConfigError`."""
+    tree = yaml.safe_load(yaml.safe_dump(tree)) or {}
+    for item in overrides:
+        key, value = parse_override(item)
+        _set_dotted(tree, key, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        tree = loaded or {}
+    return config_from_dict(tree, overrides)

@@ -1,0 +1,1 @@
+"""The SparseSSP model family: interpolation x topology x projection x conditioning x backbone."""

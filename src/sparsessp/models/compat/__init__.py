@@ -1,0 +1,1 @@
+"""Importers of released weights (SparseSSP, RepMode, pytorch_fnet)."""

@@ -1,0 +1,1 @@
+"""Task-conditioning mechanisms: one module per mechanism, registered in :mod:`sparsessp.models.registry`."""
