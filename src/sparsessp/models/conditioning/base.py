@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsessp.errors import ConfigError
+
 if TYPE_CHECKING:
     from sparsessp.config import Config
 
@@ -96,6 +98,14 @@ class Conditioning:
         self.num_tasks = num_tasks
         self.norm_kind = norm
         self.options = dict(options or {})
+
+    def option(self, key: str, default: Any, allowed: tuple[str, ...]) -> Any:
+        """Read ``model.conditioning_options[key]``; an option this mechanism does not know is a ConfigError."""
+        unknown = sorted(set(self.options) - set(allowed))
+        if unknown:
+            known = ", ".join(allowed) if allowed else "none"
+            raise ConfigError(f"model.conditioning_options: {self.name} has no option {unknown[0]!r} (known: {known})")
+        return self.options.get(key, default)
 
     @classmethod
     def build_model(cls, cfg: Config, build_network: Callable[[Conditioning], nn.Module]) -> nn.Module:
