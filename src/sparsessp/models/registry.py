@@ -17,11 +17,32 @@ if TYPE_CHECKING:
 CONDITIONINGS: dict[str, str] = {
     "none": "sparsessp.models.conditioning.base:Conditioning",
     "condnet": "sparsessp.models.conditioning.condnet:CondNet",
+    "tsn": "sparsessp.models.conditioning.tsn:TSN",
+    "dodnet": "sparsessp.models.conditioning.dodnet:DoDNet",
+    "tgnet": "sparsessp.models.conditioning.tgnet:Tgnet",
+    "multinet": "sparsessp.models.conditioning.multinet:MultiNet",
+    "repmode": "sparsessp.models.conditioning.repmode:RepMode",
 }
 
 BACKBONES: dict[str, str] = {
     "unet": "sparsessp.models.backbones.unet:UNetEncoder2d",
+    "resnet18": "sparsessp.models.backbones.timm_encoders:ResNetEncoder2d",
+    "swin_tiny": "sparsessp.models.backbones.timm_encoders:SwinEncoder2d",
+    "swin_base": "sparsessp.models.backbones.timm_encoders:SwinEncoder2d",
+    "vit_tiny": "sparsessp.models.backbones.timm_encoders:ViTEncoder2d",
+    "vit_base": "sparsessp.models.backbones.timm_encoders:ViTEncoder2d",
+    "vit_large": "sparsessp.models.backbones.timm_encoders:ViTEncoder2d",
+    "dinov2_small": "sparsessp.models.backbones.timm_encoders:ViTEncoder2d",
+    "dinov2_base": "sparsessp.models.backbones.timm_encoders:ViTEncoder2d",
 }
+
+ARCHITECTURES: dict[str, str] = {
+    "sparsessp-released": "sparsessp.models.compat.sparsessp_released:ReleasedSparseSSP",
+    "repmode": "sparsessp.models.compat.repmode3d:RepMode3D",
+    "fnet": "sparsessp.models.compat.fnet:FNet3D",
+}
+"""Released architectures rebuilt exactly (not our U-Net skeleton); a checkpoint names one under
+``architecture`` and :func:`sparsessp.models.compat.build_from_checkpoint` rebuilds it."""
 
 
 def resolve(table: dict[str, str], name: str) -> Any:

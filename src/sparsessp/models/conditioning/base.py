@@ -99,13 +99,24 @@ class Conditioning:
         self.norm_kind = norm
         self.options = dict(options or {})
 
-    def option(self, key: str, default: Any, allowed: tuple[str, ...]) -> Any:
-        """Read ``model.conditioning_options[key]``; an option this mechanism does not know is a ConfigError."""
+    def check_options(self, allowed: tuple[str, ...]) -> None:
+        """Raise ConfigError for a ``model.conditioning_options`` key this mechanism does not know."""
         unknown = sorted(set(self.options) - set(allowed))
         if unknown:
             known = ", ".join(allowed) if allowed else "none"
             raise ConfigError(f"model.conditioning_options: {self.name} has no option {unknown[0]!r} (known: {known})")
-        return self.options.get(key, default)
+
+    def option(self, key: str, default: Any, allowed: tuple[str, ...], *, minimum: float | None = None) -> Any:
+        """Read ``model.conditioning_options[key]`` after :meth:`check_options` (a number >= ``minimum``
+        when given; an integer when ``default`` is one); a value out of range is a ConfigError.
+        """
+        self.check_options(allowed)
+        value = self.options.get(key, default)
+        if minimum is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < minimum):
+            raise ConfigError(f"model.conditioning_options.{key}: expected a number >= {minimum}, got {value!r}")
+        if isinstance(default, int) and not isinstance(value, int):
+            raise ConfigError(f"model.conditioning_options.{key}: expected an integer, got {value!r}")
+        return value
 
     @classmethod
     def build_model(cls, cfg: Config, build_network: Callable[[Conditioning], nn.Module]) -> nn.Module:

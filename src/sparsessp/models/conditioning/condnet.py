@@ -43,7 +43,7 @@ class CondNet(Conditioning):
 
     def __init__(self, num_tasks: int, norm: str = "batch", options: dict[str, Any] | None = None) -> None:
         super().__init__(num_tasks, norm, options)
-        self.init_std = float(self.option("init_std", 0.1, ("init_std",)))
+        self.init_std = float(self.option("init_std", 0.1, ("init_std",), minimum=0))
 
     def block_output(self, dims: int, channels: int, *, role: Role) -> CondModule:
         return TaskBias(self.num_tasks, channels, dims, self.init_std)
