@@ -78,6 +78,7 @@ class ModelConfig(_Section):
     width: float = Field(1.0, gt=0, description="multiplies every channel count")
     channels: list[int] = Field(default_factory=lambda: [32, 64, 128, 256, 256])
     embed_dim: int = Field(256, ge=1, description="upsample embedding dimension U of 2D features")
+    projection_kernel: int = Field(1, ge=1, description="kernel size of the projection convs in 2D (odd)")
     norm: Literal["batch", "instance"] = "batch"
     conditioning_options: dict[str, Any] = Field(default_factory=dict)
 

@@ -1,0 +1,92 @@
+"""Z-axis one-to-many mapping (architecture.md sec. 1): ``prefix`` before the network, ``postfix`` after it.
+
+``none`` has no module: a 2D decoder's head emits the D target slices directly from the D/r-deep input.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparsessp.models.blocks import Up
+from sparsessp.models.conditioning.base import Conditioning
+
+PREFIX_MODES = ("nearest", "trilinear", "aligned")
+
+
+def prefix_interpolate(x: Tensor, ratio: int, mode: str) -> Tensor:
+    """Resample ``x`` (B, C, d, H, W) along depth to (B, C, d * ratio, H, W).
+
+    - ``nearest``: ``F.interpolate(mode='nearest')`` to depth d*r, i.e. every slice repeated r times
+      (the paper's default and the released code's);
+    - ``trilinear``: ``F.interpolate(mode='trilinear', align_corners=False)`` (cell-centre aligned);
+    - ``aligned``: physically aligned linear: sparse slice k lands on target index k*r (where it was
+      acquired), targets in between are linear between the two neighbours, and the targets after the
+      last acquired slice hold its value (no data beyond it).
+    """
+    if x.ndim != 5:
+        raise ValueError(f"prefix interpolation expects (B, C, D, H, W), got shape {tuple(x.shape)}")
+    if mode not in PREFIX_MODES:
+        raise ValueError(f"unknown prefix mode {mode!r}; choose one of {', '.join(PREFIX_MODES)}")
+    if ratio == 1:
+        return x
+    d, h, w = x.shape[2:]
+    if mode == "nearest":
+        return F.interpolate(x, size=(d * ratio, h, w), mode="nearest")
+    if mode == "trilinear":
+        return F.interpolate(x, size=(d * ratio, h, w), mode="trilinear", align_corners=False)
+    target = torch.arange(d * ratio, device=x.device)
+    lo = target // ratio
+    hi = (lo + 1).clamp(max=d - 1)
+    frac = torch.where(lo < d - 1, (target % ratio).to(x.dtype) / ratio, 0.0).view(1, 1, -1, 1, 1)
+    return x.index_select(2, lo) * (1 - frac) + x.index_select(2, hi) * frac
+
+
+class PrefixInterpolation(nn.Module):
+    """Fixed (parameter-free) depth up-sampling of the sparse TL before the network."""
+
+    def __init__(self, ratio: int, mode: str) -> None:
+        super().__init__()
+        if mode not in PREFIX_MODES:
+            raise ValueError(f"unknown prefix mode {mode!r}; choose one of {', '.join(PREFIX_MODES)}")
+        self.ratio = ratio
+        self.mode = mode
+
+    def forward(self, x: Tensor) -> Tensor:
+        return prefix_interpolate(x, self.ratio, self.mode)
+
+    def extra_repr(self) -> str:
+        return f"ratio={self.ratio}, mode={self.mode!r}"
+
+
+class PostfixUpsample3d(nn.Module):
+    """Learnable depth up-sampling after a 3D decoder: ConvTranspose3d with kernel = stride = (r, 1, 1).
+
+    It runs on the last decoder feature (channels -> channels, + norm + ReLU, i.e. :class:`blocks.Up`), so
+    the head (possibly task-conditioned) still makes the final 1-channel prediction on the dense grid.
+    """
+
+    def __init__(self, cond: Conditioning, channels: int, ratio: int) -> None:
+        super().__init__()
+        self.up = Up(3, channels, channels, (ratio, 1, 1), cond.norm_kind)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.up(x)
+
+
+class PostfixUpsample2d(nn.Module):
+    """Learnable depth up-sampling after a 2D decoder: a 1x1 Conv2d (with bias) from D/r to D channels.
+
+    The 2D head emits one channel per sparse slice (the network is one-to-one on the D/r grid); this
+    conv maps them to the D target slices. It is the channel form of the 3D postfix ConvTranspose3d
+    with kernel = stride = (r, 1, 1) applied to the (B, 1, D/r, H, W) output, generalised so that every
+    target slice may draw on every sparse slice.
+    """
+
+    def __init__(self, sparse_depth: int, depth: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(sparse_depth, depth, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
