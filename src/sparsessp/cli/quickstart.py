@@ -1,0 +1,110 @@
+"""`sparsessp quickstart`: SynthCell-12 -> train a small model on the CPU -> evaluate -> report, in one command.
+
+The settings are the packaged ``configs/quickstart.yaml`` (a hybrid 3-to-2D model, sparse ratio 4) with
+``--set`` overrides; ``--data`` and ``--minutes`` replace ``data.root`` and ``train.max_minutes``. The
+dataset is simulated only when ``data.root`` does not already hold SynthCell-12 made with the same options
+(its ``synthcell.json``); a folder holding another dataset (a manifest but no ``synthcell.json``) is used
+as it is. The run folder must not hold a run yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+HELP = "simulate SynthCell-12, train a small multi-structure model for a few minutes, evaluate and report"
+
+CONFIG_RESOURCE = "configs/quickstart.yaml"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), metavar="DIR",
+                        help="run folder to create (default: runs/quickstart)")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="dataset folder; SynthCell-12 is made there unless already present "
+                             "(default: data.root of the quickstart config)")
+    parser.add_argument("--minutes", type=float, default=None, metavar="M",
+                        help="training time budget in minutes (default: the quickstart config's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of the quickstart config, e.g. --set train.max_steps=50 (repeatable)")
+
+
+def quickstart_config(overrides: list[str]) -> Any:
+    """The packaged quickstart config with ``overrides`` applied."""
+    from importlib.resources import files
+
+    import yaml
+
+    from sparsessp.config import config_from_dict
+
+    text = (files("sparsessp") / CONFIG_RESOURCE).read_text()
+    return config_from_dict(yaml.safe_load(text) or {}, overrides)
+
+
+def ensure_dataset(cfg: Any) -> str:
+    """Make SynthCell-12 under ``cfg.data.root`` unless it (or another dataset) is there; says what happened."""
+    from sparsessp.data.manifest import has_manifest
+    from sparsessp.data.synthcell import dataset_matches, generate
+
+    root = Path(cfg.data.root)
+    sc = cfg.data.synthcell
+    if sc is None:
+        return f"using the dataset at {root} (data.synthcell is not set)"
+    wanted = {"size": tuple(sc.size), "count": sc.count, "seed": sc.seed, "photons": sc.photons,
+              "structures": list(cfg.data.structures)}
+    if dataset_matches(root, **wanted):
+        return f"SynthCell-12 with these options is already in {root}; reusing it"
+    if has_manifest(root) and not (root / "synthcell.json").is_file():
+        return f"{root} holds a dataset that SynthCell did not make; using it as it is"
+    generate(root, **wanted)
+    return f"SynthCell-12 written to {root}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from sparsessp.engine.runfolder import RunFolder
+    from sparsessp.engine.trainer import Interrupted, quiet_lightning, train
+    from sparsessp.errors import UserError
+    from sparsessp.evaluation import evaluate_run
+    from sparsessp.report import build_report
+
+    overrides = list(args.overrides)
+    if args.data is not None:
+        overrides.append(f"data.root={args.data}")
+    if args.minutes is not None:
+        if not args.minutes > 0:
+            raise UserError(f"--minutes must be positive, got {args.minutes}")
+        overrides.append(f"train.max_minutes={args.minutes}")
+    cfg = quickstart_config(overrides)
+    out = Path(args.out)
+    if RunFolder(out).last.is_file() or RunFolder(out).best.is_file():
+        raise UserError(f"{out} already holds a run; choose another --out (or remove that folder)")
+
+    started = time.perf_counter()
+    print(f"[1/4] data: {', '.join(cfg.data.structures)} ({len(cfg.data.structures)} structures)", flush=True)
+    print(f"      {ensure_dataset(cfg)}", flush=True)
+    minutes = cfg.train.max_minutes
+    print(f"[2/4] training a {cfg.model.topology} / {cfg.model.conditioning} model, sparse ratio "
+          f"{cfg.data.sparse_ratio}" + (f", for up to {minutes:g} min" if minutes else "") + f" -> {out}", flush=True)
+    quiet_lightning()
+    try:
+        train(cfg, out)
+    except Interrupted as exc:
+        if exc.rank == 0:
+            print(exc, file=sys.stderr)
+        return exc.exit_code
+    print("[3/4] evaluating on the test split (Gaussian sliding window)", flush=True)
+    result = evaluate_run(out, checkpoint="best" if RunFolder(out).best.is_file() else "last")
+    print("[4/4] writing the report", flush=True)
+    report = build_report([out], out / "report")
+    print()
+    print(result.table)
+    print()
+    print(f"run folder: {out}  (config.yaml, log.txt, metrics.csv, checkpoints/)")
+    print(f"report: {report}  (and report.html, MIP panels)")
+    print(f"total time: {time.perf_counter() - started:.0f} s")
+    print(f"results: {result.metrics_file}")
+    return 0

@@ -1,0 +1,297 @@
+"""Gaussian sliding-window prediction from a SPARSE transmitted-light volume to the dense 0.29 um grid.
+
+The window is ``(D, H, W)`` on the output (dense) grid and ``(D // r, H, W)`` on the sparse input.
+Window starts follow the released evaluation (the same positions as MONAI's ``dense_patch_slices``):
+per axis an interval ``int(w * (1 - overlap))``, starts ``0, interval, 2 * interval, ...`` until a window
+reaches the end, the last one clamped to end exactly at the volume's end. Along z the starts are computed
+on the sparse grid and multiplied by ``r``, so every input window begins on a sparse slice (for the
+released setting, e.g. D = 16, r = 4, overlap 0.5, these are the released dense-grid starts).
+Windows are streamed in batches and accumulated into one output and one weight buffer: memory is two
+output-sized float32 buffers plus one batch of windows, whatever the volume's size.
+
+Weighting (``blend``):
+
+- ``"released"``: the released SparseSSP map, a Gaussian on the OUTPUT window with sigma = window / 8,
+  centred at ``s // 2``, normalised to max 1, zeros replaced by the smallest non-zero value.
+- ``"monai"``: MONAI's ``compute_importance_map(mode="gaussian")`` evaluated on the OUTPUT window
+  (centred at ``(s - 1) / 2``, not normalised, clamped at 1e-3). MONAI's own ``sliding_window_inference``
+  would compute it on the input window and resize it into a z staircase, so it is not used here.
+- ``"constant"``: every voxel of a window weighs 1 (a plain average of overlapping windows).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from sparsessp.errors import InputError
+from sparsessp.structures import TARGET_VOXEL_UM
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``fn(x (B, 1, D/r, H, W), task_ids (B,)) -> (B, 1, D, H, W)``; an ``nn.Module`` qualifies."""
+
+_RATIO_TOLERANCE = 0.02
+
+
+def released_weight_map(window: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
+    """The released Gaussian importance map on the output window (float32, max 1, no zeros)."""
+    from scipy.ndimage import gaussian_filter
+
+    delta = np.zeros(tuple(window), dtype=np.float64)
+    delta[tuple(s // 2 for s in window)] = 1.0
+    gauss = gaussian_filter(delta, [s * sigma_scale for s in window], order=0, mode="constant", cval=0.0)
+    gauss = (gauss / gauss.max()).astype(np.float32)
+    if (gauss == 0).any():
+        gauss[gauss == 0] = gauss[gauss != 0].min()
+    return torch.from_numpy(gauss)
+
+
+def monai_weight_map(window: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
+    """MONAI 1.6's ``compute_importance_map(window, mode="gaussian", sigma_scale)``, computed the same way.
+
+    Centred at ``(s - 1) / 2``, not normalised, clamped below at ``max(min, 1e-3)``. Rebuilt here because
+    importing MONAI takes many seconds; a test checks it equals MONAI's map exactly.
+    """
+    result = torch.ones(())
+    for i, size in enumerate(window):
+        x = torch.arange(start=-(size - 1) / 2.0, end=(size - 1) / 2.0 + 1, dtype=torch.float)
+        x = torch.exp(x**2 / (-2 * (size * sigma_scale) ** 2))
+        result = result.unsqueeze(-1) * x[(None,) * i] if i > 0 else x
+    return torch.clamp(result, min=max(float(result.min()), 1e-3)).to(torch.float32)
+
+
+def weight_map(window: Sequence[int], blend: str = "released", sigma_scale: float = 0.125) -> torch.Tensor:
+    """Importance map of one output window for ``blend`` in {"released", "monai", "constant"}."""
+    if blend == "released":
+        return released_weight_map(window, sigma_scale)
+    if blend == "monai":
+        return monai_weight_map(window, sigma_scale)
+    if blend == "constant":
+        return torch.ones(tuple(window), dtype=torch.float32)
+    raise ValueError(f"unknown blend {blend!r}; choose released, monai or constant")
+
+
+def window_starts(size: int, window: int, overlap: float = 0.5) -> list[int]:
+    """Start positions of windows of length ``window`` covering ``size >= window`` (released scheme).
+
+    Interval ``max(1, int(window * (1 - overlap)))`` (the whole window when it fits exactly), starts
+    ``0, interval, ...`` until a window reaches the end, the last one clamped to end at ``size``.
+    """
+    if size < window:
+        raise ValueError(f"size {size} is smaller than the window {window}; pad first")
+    interval = window if size == window else max(1, int(window * (1.0 - overlap)))
+    count = next(d for d in range(size) if d * interval + window >= size) + 1
+    return [min(d * interval, size - window) for d in range(count)]
+
+
+def _symmetric_pad(size: int, minimum: int) -> tuple[int, int]:
+    missing = max(0, minimum - size)
+    return missing // 2, missing - missing // 2
+
+
+def _module_device(model: Any) -> torch.device | None:
+    params = getattr(model, "parameters", None)
+    if params is None:
+        return None
+    first = next(iter(params()), None)
+    return None if first is None else first.device
+
+
+def _batched(items: Iterator[tuple[int, int, int]], size: int) -> Iterator[list[tuple[int, int, int]]]:
+    while batch := list(itertools.islice(items, size)):
+        yield batch
+
+
+@torch.no_grad()
+def sliding_window(
+    model: ModelFn | nn.Module,
+    sparse_volume: torch.Tensor,
+    task_id: int,
+    window: Sequence[int],
+    sparse_ratio: int,
+    overlap: float = 0.5,
+    blend: str = "released",
+    batch_size: int = 4,
+    sigma_scale: float = 0.125,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Predict the dense ``(1, 1, Z, Y, X)`` volume from a sparse ``(1, 1, Z/r, Y, X)`` one.
+
+    ``window`` is ``(D, H, W)`` on the dense grid (``D`` a multiple of ``sparse_ratio``). Volumes smaller
+    than the window are zero-padded (symmetrically, whole sparse slices along z) and cropped back. The
+    windows run on ``device`` (default: the model's parameters' device, else the volume's); the output
+    is accumulated on the volume's device in float32. Output depth is ``Z/r * r``.
+    """
+    if sparse_volume.ndim != 5 or sparse_volume.shape[:2] != (1, 1):
+        raise ValueError(f"expected a (1, 1, Z/r, Y, X) volume, got {tuple(sparse_volume.shape)}")
+    r = int(sparse_ratio)
+    depth, height, width = (int(w) for w in window)
+    if r < 1 or depth % r:
+        raise ValueError(f"window depth {depth} must be a positive multiple of the sparse ratio {r}")
+    in_depth = depth // r
+    zs, ys, xs = (int(s) for s in sparse_volume.shape[2:])
+    pads = [_symmetric_pad(zs, in_depth), _symmetric_pad(ys, height), _symmetric_pad(xs, width)]
+    volume = sparse_volume.float()
+    if any(lo or hi for lo, hi in pads):
+        volume = F.pad(volume, (*pads[2], *pads[1], *pads[0]))
+    pz, py, px = (int(s) for s in volume.shape[2:])
+    run_device = torch.device(device) if device is not None else (_module_device(model) or volume.device)
+
+    weights = weight_map((depth, height, width), blend, sigma_scale).to(volume.device)
+    out = torch.zeros((pz * r, py, px), dtype=torch.float32, device=volume.device)
+    norm = torch.zeros_like(out)
+    starts = itertools.product(
+        [s * r for s in window_starts(pz, in_depth, overlap)],
+        window_starts(py, height, overlap),
+        window_starts(px, width, overlap),
+    )
+    for batch in _batched(starts, max(1, int(batch_size))):
+        x = torch.cat(
+            [volume[:, :, z // r : z // r + in_depth, y : y + height, w : w + width] for z, y, w in batch]
+        ).to(run_device)
+        tasks = torch.full((len(batch),), int(task_id), dtype=torch.int64, device=run_device)
+        pred = model(x, tasks)
+        if tuple(pred.shape) != (len(batch), 1, depth, height, width):
+            raise ValueError(f"model returned {tuple(pred.shape)} for windows of {(depth, height, width)}")
+        pred = pred.to(device=volume.device, dtype=torch.float32)
+        for k, (z, y, w) in enumerate(batch):
+            region = (slice(z, z + depth), slice(y, y + height), slice(w, w + width))
+            out[region] += pred[k, 0] * weights
+            norm[region] += weights
+    out /= norm
+    del norm
+    z0, y0, x0 = pads[0][0] * r, pads[1][0], pads[2][0]
+    out = out[z0 : z0 + zs * r, y0 : y0 + ys, x0 : x0 + xs]
+    return out.reshape(1, 1, *out.shape)
+
+
+def interpolate_z(volume: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Slices of a ``(Z, Y, X)`` volume at fractional z ``positions`` (linear, clamped to the ends), float32."""
+    pos = np.clip(np.asarray(positions, dtype=np.float64), 0, volume.shape[0] - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, volume.shape[0] - 1)
+    frac = (pos - lo).astype(np.float32)[:, None, None]
+    return (volume[lo] * (1 - frac) + volume[hi] * frac).astype(np.float32)
+
+
+def _resample_z(volume: np.ndarray, step_in: float, step_out: float) -> np.ndarray:
+    """Linear resampling along z from spacing ``step_in`` to ``step_out``, starting at slice 0."""
+    count = max(1, math.floor((volume.shape[0] - 1) * step_in / step_out + 1e-6) + 1)
+    return interpolate_z(volume, np.arange(count) * (step_out / step_in))
+
+
+def to_model_grid(tl: np.ndarray, z_step_um: float | None, model_ratio: int) -> np.ndarray:
+    """Bring a TL stack with z-step ``z_step_um`` to the model's sparse grid (``model_ratio`` x 0.29 um).
+
+    - ``None``: the stack is taken to be sampled at the model's z-step already.
+    - a step that is a whole multiple ``k`` of 0.29 um: ``k == r`` is used as is; a denser stack whose ``k``
+      divides ``r`` is subsampled (every ``r / k``-th slice); any other denser step is linearly resampled
+      along z to ``r x 0.29`` um with a logged warning.
+    - a step that is not a multiple of 0.29 um: resampled to ``r x 0.29`` um with a logged warning when its
+      nearest whole ratio is at most ``r``.
+    - a step sparser than the model's (nearest whole ratio above ``r``): an :class:`InputError`.
+    """
+    if z_step_um is None:
+        return tl
+    if not math.isfinite(z_step_um) or z_step_um <= 0:
+        raise InputError(f"z-step must be a positive number of micrometres, got {z_step_um}")
+    ratio = z_step_um / TARGET_VOXEL_UM
+    nearest = max(1, round(ratio))
+    model_step = model_ratio * TARGET_VOXEL_UM
+    if nearest > model_ratio:
+        raise InputError(
+            f"the stack's z-step {z_step_um:g} um (sparse ratio {ratio:.2f}) is sparser than the model's "
+            f"{model_step:g} um (ratio {model_ratio}); use a model trained with sparse ratio {nearest}"
+        )
+    is_whole = abs(ratio - nearest) <= _RATIO_TOLERANCE * nearest
+    if is_whole and nearest == model_ratio:
+        return tl
+    if is_whole and model_ratio % nearest == 0:
+        return tl[:: model_ratio // nearest]
+    log.warning(
+        "z-step %g um is not a whole fraction of the model's %g um; resampled linearly along z",
+        z_step_um,
+        model_step,
+    )
+    return _resample_z(tl, z_step_um, model_step)
+
+
+def zscore(volume: np.ndarray) -> np.ndarray:
+    """Per-volume z-score (float32), as the training data pipeline normalises TL; rejects bad volumes."""
+    data = np.asarray(volume, dtype=np.float32)
+    if not np.isfinite(data).all():
+        raise InputError("the image has NaN or infinite voxels")
+    std = float(data.std(dtype=np.float64))
+    if std == 0.0 or not math.isfinite(std):
+        raise InputError("the image is constant (standard deviation 0): nothing to predict from")
+    return ((data - float(data.mean(dtype=np.float64))) / std).astype(np.float32)
+
+
+def model_sparse_ratio(model: Any) -> int:
+    """The sparse ratio a model was built for (attribute ``sparse_ratio`` or its config)."""
+    ratio = getattr(model, "sparse_ratio", None)
+    if ratio is None:
+        ratio = model.config.data.sparse_ratio
+    return int(ratio)
+
+
+def model_window(model: Any) -> tuple[int, int, int]:
+    """The dense window ``(D, H, W)`` a model was built for (attribute ``patch`` or its config)."""
+    patch = getattr(model, "patch", None)
+    if patch is None:
+        patch = model.config.data.patch
+    return tuple(int(p) for p in patch)  # type: ignore[return-value]
+
+
+def task_id_of(model: Any, structure: str) -> int:
+    """Task id of ``structure`` in the model; unknown names are an :class:`InputError`."""
+    structures = list(getattr(model, "structures", None) or model.config.data.structures)
+    if structure not in structures:
+        raise InputError(f"the model does not know structure {structure!r}; it knows: {', '.join(structures)}")
+    return structures.index(structure)
+
+
+def predict_volume(model: nn.Module, tl: np.ndarray, structure: str, z_step_um: float | None = None) -> np.ndarray:
+    """Predict ``structure`` from a TL stack ``(Z, Y, X)``; returns float32 ``(Z', Y, X)`` on the 0.29 um grid.
+
+    The stack is z-scored (as in training) and brought to the model's sparse grid (:func:`to_model_grid`;
+    ``z_step_um=None`` means it is sampled at the model's z-step already). ``Z'`` is the sparse slice count
+    times the model's sparse ratio; sparse slice ``k`` sits at output slice ``k * r``. Values are z-scores
+    of the structure's intensity. Inference settings come from ``model.config.inference`` when present.
+    """
+    tl = np.asarray(tl)
+    if tl.ndim != 3:
+        raise InputError(f"expected a 3D stack (Z, Y, X), got an array of shape {tl.shape}")
+    task = task_id_of(model, structure)
+    ratio = model_sparse_ratio(model)
+    sparse = to_model_grid(zscore(tl), z_step_um, ratio)
+    inference = getattr(getattr(model, "config", None), "inference", None)
+    was_training = bool(getattr(model, "training", False))
+    model.eval()
+    try:
+        pred = sliding_window(
+            model,
+            torch.from_numpy(np.ascontiguousarray(sparse))[None, None],
+            task,
+            model_window(model),
+            ratio,
+            overlap=inference.overlap if inference else 0.5,
+            blend=inference.blend if inference else "released",
+            batch_size=inference.window_batch if inference else 4,
+            sigma_scale=inference.sigma_scale if inference else 0.125,
+        )
+    finally:
+        model.train(was_training)
+    return pred[0, 0].cpu().numpy()

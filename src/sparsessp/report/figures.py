@@ -1,0 +1,100 @@
+"""PNG figures with matplotlib's Agg backend: max-intensity-projection panels and line plots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from sparsessp.fileio import atomic_path
+
+Column = tuple[str, np.ndarray, np.ndarray]
+"""(title, XY projection (Y, X), XZ projection (Z, X))."""
+
+Row = tuple[str, Sequence[Column]]
+"""(row label, columns); all columns of a row share one contrast."""
+
+
+def _pyplot() -> ModuleType:
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def row_contrast(images: Sequence[np.ndarray], low: float = 0.5, high: float = 99.8) -> tuple[float, float]:
+    """Display range shared by a row: percentiles of all its finite pixels."""
+    values = np.concatenate([np.asarray(im, dtype=np.float64).ravel() for im in images])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    vmin, vmax = (float(v) for v in np.percentile(values, [low, high]))
+    return (vmin, vmin + 1.0) if vmax <= vmin else (vmin, vmax)
+
+
+def save_mip_panel(path: str | Path, rows: Sequence[Row], title: str | None = None) -> Path:
+    """Write a panel: per row the XY projections above the XZ projections, one column per image.
+
+    Pixels are square (the 0.29 um grid is isotropic), so XZ panels show the true axial extent.
+    """
+    plt = _pyplot()
+    ncols = max(len(cols) for _, cols in rows)
+    heights: list[float] = []
+    for _, cols in rows:
+        heights += [float(cols[0][1].shape[0]), float(max(cols[0][2].shape[0], 4))]
+    widths = float(max(c[1].shape[1] for _, cols in rows for c in cols))
+    scale = 2.6 / widths
+    fig = plt.figure(figsize=(2.6 * ncols + 1.2, sum(heights) * scale + 0.45 * len(rows) + (0.5 if title else 0.1)))
+    grid = fig.add_gridspec(len(heights), ncols, height_ratios=heights, hspace=0.25, wspace=0.05)
+    for r, (label, cols) in enumerate(rows):
+        vmin, vmax = row_contrast([im for _, xy, xz in cols for im in (xy, xz)])
+        for c, (name, xy, xz) in enumerate(cols):
+            for k, (image, proj) in enumerate(((xy, "XY"), (xz, "XZ"))):
+                ax = fig.add_subplot(grid[2 * r + k, c])
+                ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest", aspect="equal")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if k == 0:
+                    ax.set_title(f"{label}: {name}" if c == 0 else name, fontsize=8)
+                if c == 0:
+                    ax.set_ylabel(proj, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def save_line_plot(
+    path: str | Path, series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str,
+    title: str | None = None,
+) -> Path:
+    """Write a line plot with markers, one line per named series of (x, y) points."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for name, (xs, ys) in series.items():
+        order = np.argsort(np.asarray(xs, dtype=float))
+        ax.plot(np.asarray(xs, dtype=float)[order], np.asarray(ys, dtype=float)[order], marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,37 @@
+"""Markdown and HTML tables from rows of already formatted cells."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+
+
+def _md_cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(headers: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table; the first column is left-aligned, the others right-aligned."""
+    align = [":---", *("---:" for _ in headers[1:])]
+    lines = [
+        "| " + " | ".join(_md_cell(h) for h in headers) + " |",
+        "| " + " | ".join(align) + " |",
+        *("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows),
+    ]
+    return "\n".join(lines)
+
+
+def html_text(text: object) -> str:
+    """Escape text for HTML, keeping Markdown ``**bold**`` as ``<b>``."""
+    return _BOLD.sub(r"<b>\1</b>", html.escape(str(text)))
+
+
+def html_table(headers: Sequence[object], rows: Sequence[Sequence[object]]) -> str:
+    """A plain HTML table with the same cells as :func:`markdown_table`."""
+    head = "".join(f"<th>{html_text(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html_text(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
