@@ -1,0 +1,54 @@
+"""What every released architecture of :mod:`sparsessp.models.compat` provides to the importer and loader."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from sparsessp.models.conditioning.mode import DEFAULT_ROUTE
+
+
+class CompatModel(nn.Module, abc.ABC):
+    """A released network rebuilt exactly; ``forward(x (B, 1, D/r, H, W), task_ids (B,)) -> (B, 1, D, H, W)``.
+
+    ``spec`` is a JSON-able dict of the widths that rebuilds the module (``cls(spec)``); the importer infers
+    it from a released state dict (``spec_from_state_dict``) whose keys ``convert_state_dict`` maps onto
+    this module's.
+    """
+
+    architecture: ClassVar[str]
+    default_sparse_ratio: ClassVar[int] = 1
+    default_patch_hw: ClassVar[tuple[int, int]] = (128, 128)
+
+    def __init__(self, spec: dict[str, Any], *, route: str = DEFAULT_ROUTE, sparse_ratio: int = 1) -> None:
+        """``route``: the MoDE training route (MoDE models only); ``sparse_ratio``: the input's depth step r."""
+        super().__init__()
+        self.spec = dict(spec)
+        self.route = route
+        self.sparse_ratio = sparse_ratio
+
+    @classmethod
+    @abc.abstractmethod
+    def spec_from_state_dict(cls, state: dict[str, Tensor]) -> dict[str, Any]:
+        """Widths read from the shapes of a released state dict (raises CheckpointError if it does not fit)."""
+
+    @classmethod
+    def convert_state_dict(cls, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Released key names -> this module's (identity unless a subclass renames)."""
+        return dict(state)
+
+    @classmethod
+    def patch_depth(cls, spec: dict[str, Any]) -> int | None:
+        """The target depth the architecture fixes (None when any depth works)."""
+        return None
+
+    @classmethod
+    @abc.abstractmethod
+    def config_tree(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        """The ``model`` section of our config that describes this architecture as closely as it can."""
+
+    @abc.abstractmethod
+    def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
+        """Predict the dense target ``(B, 1, D, H, W)`` for each sample's task."""
