@@ -59,7 +59,9 @@ def _read(path: Path) -> Any:
             warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
+        text = str(exc).lower()
+        # "unsupported operand": torch could not even parse it, as with garbage, a TIFF or a protocol-4+ pickle
+        if "weights only" in text and ("unsupported operand" not in text or _imports_code(path)):
             raise CheckpointError(
                 f"{path} holds pickled Python objects that would run code when loaded; refusing to load it"
             ) from None
@@ -67,6 +69,21 @@ def _read(path: Path) -> Any:
     except Exception as exc:  # any other failure of a foreign file means the same to the user
         reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {reason})") from None
+
+
+_CODE_OPCODES = frozenset({"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2",
+                           "EXT4"})
+
+
+def _imports_code(path: Path) -> bool:
+    """Whether ``path`` is a plain pickle that imports or calls Python objects (its opcodes are read, never run)."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as fh:
+            return any(op.name in _CODE_OPCODES for op, _, _ in pickletools.genops(fh))
+    except Exception:  # not a pickle at all
+        return False
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
