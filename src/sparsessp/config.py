@@ -101,6 +101,10 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     batch_size: int = Field(8, ge=1)
     lr: float = Field(1e-4, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: decay to 0 over min(epochs, max_steps) steps, after warmup_steps"
+    )
+    warmup_steps: int = Field(0, ge=0)
     epochs: int = Field(1000, ge=1)
     max_steps: int | None = Field(None, ge=1)
     max_minutes: float | None = Field(None, gt=0)

@@ -20,8 +20,8 @@ CONFIG_RESOURCE = "configs/quickstart.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), metavar="DIR",
-                        help="run folder to create (default: runs/quickstart)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="run folder to create (default: runs/quickstart, or runs/quickstart-N if taken)")
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="dataset folder; SynthCell-12 is made there unless already present "
                              "(default: data.root of the quickstart config)")
@@ -62,6 +62,21 @@ def ensure_dataset(cfg: Any) -> str:
     return f"SynthCell-12 written to {root}"
 
 
+def _holds_run(folder: Path) -> bool:
+    from sparsessp.engine.runfolder import RunFolder
+
+    return RunFolder(folder).last.is_file() or RunFolder(folder).best.is_file()
+
+
+def _free_run_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that holds no run, so a second quickstart just works."""
+    candidate, n = base, 1
+    while _holds_run(candidate):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -79,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--minutes must be positive, got {args.minutes}")
         overrides.append(f"train.max_minutes={args.minutes}")
     cfg = quickstart_config(overrides)
-    out = Path(args.out)
-    if RunFolder(out).last.is_file() or RunFolder(out).best.is_file():
+    out = Path(args.out) if args.out is not None else _free_run_folder(Path("runs/quickstart"))
+    if _holds_run(out):
         raise UserError(f"{out} already holds a run; choose another --out (or remove that folder)")
 
     started = time.perf_counter()

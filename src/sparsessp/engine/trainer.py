@@ -361,8 +361,21 @@ class _Trainer:
         loss = F.mse_loss(pred.to(dtype), batch["target"].to(dtype))
         self.optimizer.zero_grad(set_to_none=True)
         self.fabric.backward(loss)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr_at(self.pos.step)
         self.optimizer.step()
         return loss
+
+    def _lr_at(self, step: int) -> float:
+        """Learning rate of the update made at ``step`` (0-based): a pure function of the step, so resuming is exact."""
+        t = self.cfg.train
+        if step < t.warmup_steps:
+            return t.lr * (step + 1) / t.warmup_steps
+        if t.lr_schedule == "constant":
+            return t.lr
+        total = min(t.epochs * self.steps_per_epoch, t.max_steps or math.inf)
+        progress = min(1.0, (step - t.warmup_steps) / max(1.0, total - t.warmup_steps))
+        return 0.5 * t.lr * (1.0 + math.cos(math.pi * progress))
 
     def _elapsed(self) -> float:
         return self._elapsed0 + time.monotonic() - self._t0
