@@ -65,13 +65,7 @@ def save_mip_panel(path: str | Path, rows: Sequence[Row], title: str | None = No
                     ax.set_ylabel(proj, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
+    return _save_png(plt, fig, path)
 
 
 def save_line_plot(
@@ -91,6 +85,11 @@ def save_line_plot(
     if len(series) > 1:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    return _save_png(plt, fig, path)
+
+
+def _save_png(plt: ModuleType, fig: object, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically and release it."""
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
