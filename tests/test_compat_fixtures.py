@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,18 +29,10 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "offici
 RELEASED = FIXTURES / "sparsessp_repmode_3to2d_tiny.ckpt.pth"
 TOL = 1e-5
 
-pytestmark = pytest.mark.skipif(
-    not (FIXTURES / "MANIFEST.json").is_file(), reason=f"shared fixtures not found at {FIXTURES}"
-)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Small convolutions run faster on one thread, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.skipif(not (FIXTURES / "MANIFEST.json").is_file(), reason=f"shared fixtures not found at {FIXTURES}"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def rel(out: Tensor, ref: Tensor) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +20,8 @@ from sparsessp.models.conditioning.multinet import MultiNet, MultiNetwork
 from sparsessp.models.conditioning.tgnet import Tgnet
 from sparsessp.models.conditioning.tsn import TSN
 from sparsessp.models.registry import CONDITIONINGS, resolve
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 T = 3
 MECHANISMS: dict[str, type[Conditioning]] = {"condnet": CondNet, "tsn": TSN, "dodnet": DoDNet, "tgnet": Tgnet}
@@ -50,15 +51,6 @@ class TinyUNet(nn.Module):
         ctx.store["bottleneck"] = b
         d = self.dec(torch.cat([self.skip(e, ctx), self.up(b)], dim=1), ctx)
         return self.head(d, ctx)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny convolutions run faster on one thread, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def spatial(dims: int) -> tuple[int, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,16 +16,10 @@ from sparsessp.models.conditioning.mode import DEFAULT_ROUTE, ROUTES, MoDEConv, 
 from sparsessp.models.conditioning.repmode import RepMode
 from sparsessp.models.registry import CONDITIONINGS, resolve
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 T = 6
 MIXED = torch.tensor([2, 0, 2, 5, 1])  # mixed tasks, one repeated
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_layer(dims: int, kernel_size: int = 5, cin: int = 3, cout: int = 4, **kw: Any) -> MoDEConv:

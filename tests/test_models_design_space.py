@@ -8,8 +8,6 @@ degenerate). Impossible combinations are refused at config time naming the key t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -24,14 +22,7 @@ from sparsessp.models.network import SparseSSPNetwork, build_network
 from sparsessp.models.registry import build_model
 from sparsessp.models.validate import level_depths
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from intra-op threads; on a shared CPU they only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = ["model.conditioning=none", "model.channels=[8,8,4,4]", "model.embed_dim=8", "data.patch=[8,16,16]"]

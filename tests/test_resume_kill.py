@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,10 @@ import yaml
 from sparsessp.cli.main import main
 from sparsessp.engine.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 STRUCTURES = ["dna", "tom20"]
 EPOCHS, STEPS_PER_EPOCH = 4, 4
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """The killed subprocess runs with OMP_NUM_THREADS=1; the in-process runs use the same thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,9 @@ from sparsessp.engine.checkpoint import load_checkpoint, load_model
 from sparsessp.engine.runfolder import METRICS_COLUMNS
 from sparsessp.engine.trainer import _Trainer
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 STRUCTURES = ["dna", "lamin_b1"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models on a shared 2-core machine: one intra-op thread is faster and avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

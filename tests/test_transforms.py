@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,14 +10,7 @@ from torch import nn
 from sparsessp.models.conditioning.base import Conditioning, Plain, TaskContext
 from sparsessp.models.transforms import ChannelToDepth, DepthToChannel, channel_to_depth, depth_to_channel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors gain nothing from intra-op threads; on a shared CPU they only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CTX = TaskContext(torch.zeros(2, dtype=torch.long), 1)
