@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 CONDITIONINGS: dict[str, str] = {
     "none": "sparsessp.models.conditioning.base:Conditioning",
     "condnet": "sparsessp.models.conditioning.condnet:CondNet",
+    "multihead": "sparsessp.models.conditioning.multihead:MultiHead",
     "tsn": "sparsessp.models.conditioning.tsn:TSN",
     "dodnet": "sparsessp.models.conditioning.dodnet:DoDNet",
     "tgnet": "sparsessp.models.conditioning.tgnet:Tgnet",
