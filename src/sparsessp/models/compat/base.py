@@ -49,6 +49,18 @@ class CompatModel(nn.Module, abc.ABC):
     def config_tree(cls, spec: dict[str, Any]) -> dict[str, Any]:
         """The ``model`` section of our config that describes this architecture as closely as it can."""
 
+    @staticmethod
+    def unet3d_tree(conditioning: str, mult_chan: int, depth: int) -> dict[str, Any]:
+        """``model`` section of a 3D U-Net with ``depth`` down-samplings from ``mult_chan`` channels, doubling."""
+        return {
+            "topology": "3d",
+            "interpolation": "prefix",
+            "prefix_mode": "nearest",
+            "conditioning": conditioning,
+            "channels": [mult_chan * 2**i for i in range(depth + 1)],
+            "norm": "batch",
+        }
+
     @abc.abstractmethod
     def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
         """Predict the dense target ``(B, 1, D, H, W)`` for each sample's task."""

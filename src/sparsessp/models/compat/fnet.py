@@ -101,12 +101,4 @@ class FNet3D(CompatModel):
 
     @classmethod
     def config_tree(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        m = spec["mult_chan"]
-        return {
-            "topology": "3d",
-            "interpolation": "prefix",
-            "prefix_mode": "nearest",
-            "conditioning": "none",
-            "channels": [m * 2**i for i in range(spec["depth"] + 1)],
-            "norm": "batch",
-        }
+        return cls.unet3d_tree("none", spec["mult_chan"], spec["depth"])

@@ -92,13 +92,6 @@ class RepMode3D(CompatModel):
 
     @classmethod
     def config_tree(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        m = spec["mult_chan"]
-        return {
-            "topology": "3d",
-            "interpolation": "prefix",
-            "prefix_mode": "nearest",
-            "conditioning": "repmode",
-            "channels": [m * 2**i for i in range(LEVELS + 1)],
-            "norm": "batch",
-            "conditioning_options": {"kernel_size": spec["kernel_size"]},
-        }
+        tree = cls.unet3d_tree("repmode", spec["mult_chan"], LEVELS)
+        tree["conditioning_options"] = {"kernel_size": spec["kernel_size"]}
+        return tree
