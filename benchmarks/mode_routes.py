@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from sparsessp.bench import median_time
 from sparsessp.models.compat.sparsessp_released import ReleasedSparseSSP
 from sparsessp.models.conditioning.base import TaskContext
 from sparsessp.models.conditioning.mode import ROUTES, MoDEConv
@@ -31,19 +30,6 @@ LAYERS = [  # (dims, cin, cout, spatial)
     (2, 64, 64, (64, 64)),
     (2, 256, 128, (16, 16)),
 ]
-
-
-def _time(step: Callable[[], None], repeats: int, sync: Callable[[], None]) -> float:
-    for _ in range(2):
-        step()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench_layers(device: torch.device, repeats: int, sync: Callable[[], None]) -> None:
@@ -58,7 +44,7 @@ def bench_layers(device: torch.device, repeats: int, sync: Callable[[], None]) -
 
         for route in ROUTES:
             layer.route = route
-            row[route] = 1000 * _time(step, repeats, sync)
+            row[route] = 1000 * median_time(step, repeats, sync, warmup=2)
         cells = ", ".join(f"{k} {v:.1f} ms" for k, v in row.items())
         print(f"layer {dims}D {cin}->{cout} at {'x'.join(map(str, spatial))}, batch 4, 4 tasks: {cells}")
 
@@ -93,7 +79,7 @@ def bench_model(
                 m.route = route
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        seconds = _time(step, repeats, sync)
+        seconds = median_time(step, repeats, sync, warmup=2)
         peak = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.type == "cuda" else ""
         print(f"model {scale} {device.type} amp={amp} batch 8, 8 tasks: {route} {1 / seconds:.2f} it/s{peak}")
 

@@ -66,8 +66,10 @@ def grid_configs(base: Config, grid: str) -> list[tuple[str, Config]]:
     return out
 
 
-def _median_time(fn: Callable[[], None], repeats: int, sync: Callable[[], None]) -> float:
-    fn()
+def median_time(fn: Callable[[], None], repeats: int, sync: Callable[[], None], warmup: int = 1) -> float:
+    """Median time of ``fn`` over ``repeats`` calls after ``warmup`` untimed ones; ``sync`` waits for the device."""
+    for _ in range(warmup):
+        fn()
     sync()
     times = []
     for _ in range(repeats):
@@ -129,7 +131,7 @@ def measure(name: str, cfg: Config, device: str, timing: bool, repeats: int) -> 
             loss.backward()
             opt.step()
 
-        train_rate = 1.0 / _median_time(step, repeats, sync)
+        train_rate = 1.0 / median_time(step, repeats, sync)
         model.eval()
         z, yy, xx = INFER_VOLUME
         vol = torch.randn(1, 1, z // r, yy, xx, device=device)
@@ -138,7 +140,7 @@ def measure(name: str, cfg: Config, device: str, timing: bool, repeats: int) -> 
             with torch.no_grad():
                 sliding_window(model, vol, task_id=0, window=cfg.data.patch, sparse_ratio=r)
 
-        infer_s = _median_time(infer, repeats, sync)
+        infer_s = median_time(infer, repeats, sync)
         if cuda:
             peak = int(torch.cuda.max_memory_allocated())
         else:
