@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 
 
 @pytest.fixture
@@ -15,3 +18,26 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def tiny_train_config(
+    folder: Path, structures: list[str], seed: int, samples_per_epoch: int, **train: Any
+) -> Path:
+    """Write a tiny SynthCell dataset and a CPU training config for it (condnet, 3 levels); return the YAML path."""
+    from sparsessp.data.synthcell import generate
+
+    root = generate(folder / "data", size=(16, 32, 32), count=3, seed=seed, structures=structures, workers=1)
+    tree = {
+        "data": {
+            "root": str(root),
+            "structures": structures,
+            "patch": [8, 16, 16],
+            "sparse_ratio": 2,
+            "samples_per_epoch": samples_per_epoch,
+        },
+        "model": {"conditioning": "condnet", "channels": [4, 4, 4], "embed_dim": 8},
+        "train": {"batch_size": 2, "val_every": 2, "accelerator": "cpu", "deterministic": True, **train},
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from conftest import tiny_train_config
 from sparsessp.cli.main import main
 from sparsessp.engine.checkpoint import load_checkpoint
 
@@ -24,31 +24,10 @@ EPOCHS, STEPS_PER_EPOCH = 4, 4
 
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sparsessp.data.synthcell import generate
-
-    folder = tmp_path_factory.mktemp("kill")
-    root = generate(folder / "data", size=(16, 32, 32), count=3, seed=2, structures=STRUCTURES, workers=1)
-    tree = {
-        "data": {
-            "root": str(root),
-            "structures": STRUCTURES,
-            "patch": [8, 16, 16],
-            "sparse_ratio": 2,
-            "samples_per_epoch": 2 * STEPS_PER_EPOCH,
-        },
-        "model": {"conditioning": "condnet", "channels": [4, 4, 4], "embed_dim": 8},
-        "train": {
-            "batch_size": 2,
-            "epochs": EPOCHS,
-            "val_every": 2,
-            "checkpoint_every": 1,
-            "accelerator": "cpu",
-            "deterministic": True,
-        },
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
+    return tiny_train_config(
+        tmp_path_factory.mktemp("kill"), STRUCTURES, seed=2, samples_per_epoch=2 * STEPS_PER_EPOCH,
+        epochs=EPOCHS, checkpoint_every=1,
+    )
 
 
 def _kill_after_first_checkpoint(config: Path, out: Path) -> None:

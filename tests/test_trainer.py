@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
+from conftest import tiny_train_config
 from sparsessp.cli.main import main
 from sparsessp.config import load_config
 from sparsessp.engine.checkpoint import load_checkpoint, load_model
@@ -24,24 +24,7 @@ STRUCTURES = ["dna", "lamin_b1"]
 
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from sparsessp.data.synthcell import generate
-
-    folder = tmp_path_factory.mktemp("train")
-    root = generate(folder / "data", size=(16, 32, 32), count=3, seed=0, structures=STRUCTURES, workers=1)
-    tree = {
-        "data": {
-            "root": str(root),
-            "structures": STRUCTURES,
-            "patch": [8, 16, 16],
-            "sparse_ratio": 2,
-            "samples_per_epoch": 6,
-        },
-        "model": {"conditioning": "condnet", "channels": [4, 4, 4], "embed_dim": 8},
-        "train": {"batch_size": 2, "epochs": 3, "val_every": 2, "accelerator": "cpu", "deterministic": True},
-    }
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tree))
-    return path
+    return tiny_train_config(tmp_path_factory.mktemp("train"), STRUCTURES, seed=0, samples_per_epoch=6, epochs=3)
 
 
 def _train(config: Path, out: Path, *extra: str) -> int:
