@@ -16,6 +16,12 @@ Column = tuple[str, np.ndarray, np.ndarray]
 Row = tuple[str, Sequence[Column]]
 """(row label, columns); all columns of a row share one contrast."""
 
+_PANEL_WIDTH = 2.6
+"""Width of one image column, inches; heights follow from the images' pixel counts."""
+_GAP, _ROW_GAP, _LEFT, _MARGIN = 0.06, 0.12, 0.3, 0.1
+_LABEL_SPACE, _TITLE_SPACE = 0.22, 0.45
+"""Room in inches for each row's axes titles and for the figure title."""
+
 
 def _pyplot() -> ModuleType:
     """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
@@ -40,31 +46,41 @@ def row_contrast(images: Sequence[np.ndarray], low: float = 0.5, high: float = 9
 def save_mip_panel(path: str | Path, rows: Sequence[Row], title: str | None = None) -> Path:
     """Write a panel: per row the XY projections above the XZ projections, one column per image.
 
-    Pixels are square (the 0.29 um grid is isotropic), so XZ panels show the true axial extent.
+    Pixels are square (the 0.29 um grid is isotropic), so XZ panels show the true axial extent. Axes are
+    placed in inches, so the figure is exactly as tall as its images and labels (no blank bands).
     """
     plt = _pyplot()
     ncols = max(len(cols) for _, cols in rows)
-    heights: list[float] = []
-    for _, cols in rows:
-        heights += [float(cols[0][1].shape[0]), float(max(cols[0][2].shape[0], 4))]
     widths = float(max(c[1].shape[1] for _, cols in rows for c in cols))
-    scale = 2.6 / widths
-    fig = plt.figure(figsize=(2.6 * ncols + 1.2, sum(heights) * scale + 0.45 * len(rows) + (0.5 if title else 0.1)))
-    grid = fig.add_gridspec(len(heights), ncols, height_ratios=heights, hspace=0.25, wspace=0.05)
-    for r, (label, cols) in enumerate(rows):
+    scale = _PANEL_WIDTH / widths
+    heights = [(cols[0][1].shape[0] * scale, max(cols[0][2].shape[0], 4) * scale) for _, cols in rows]
+    head = _TITLE_SPACE if title else _MARGIN
+    fig_w = _LEFT + ncols * _PANEL_WIDTH + (ncols - 1) * _GAP + _MARGIN
+    fig_h = head + sum(_LABEL_SPACE + hxy + _GAP + hxz + _ROW_GAP for hxy, hxz in heights)
+    fig = plt.figure(figsize=(fig_w, fig_h))
+
+    def axes(x: float, y: float, w: float, h: float) -> object:
+        """Axes at (x, y) inches from the top-left corner, w x h inches."""
+        return fig.add_axes((x / fig_w, 1.0 - (y + h) / fig_h, w / fig_w, h / fig_h))
+
+    top = head
+    for (label, cols), (hxy, hxz) in zip(rows, heights):
         vmin, vmax = row_contrast([im for _, xy, xz in cols for im in (xy, xz)])
+        top += _LABEL_SPACE
         for c, (name, xy, xz) in enumerate(cols):
-            for k, (image, proj) in enumerate(((xy, "XY"), (xz, "XZ"))):
-                ax = fig.add_subplot(grid[2 * r + k, c])
-                ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest", aspect="equal")
+            x = _LEFT + c * (_PANEL_WIDTH + _GAP)
+            for image, proj, y, h in ((xy, "XY", top, hxy), (xz, "XZ", top + hxy + _GAP, hxz)):
+                ax = axes(x, y, _PANEL_WIDTH, h)
+                ax.imshow(image, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
                 ax.set_xticks([])
                 ax.set_yticks([])
-                if k == 0:
+                if proj == "XY":
                     ax.set_title(f"{label}: {name}" if c == 0 else name, fontsize=8)
                 if c == 0:
                     ax.set_ylabel(proj, fontsize=7)
+        top += hxy + _GAP + hxz + _ROW_GAP
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(title, fontsize=10, y=1.0 - 0.1 / fig_h, va="top")
     return _save_png(plt, fig, path)
 
 
