@@ -1,6 +1,7 @@
 """`sparsessp quickstart`: SynthCell-12 -> train a small model on the CPU -> evaluate -> report, in one command.
 
-The settings are the packaged ``configs/quickstart.yaml`` (a hybrid 3-to-2D model, sparse ratio 4) with
+The settings are the packaged ``configs/quickstart.yaml`` (a 2D model over the whole depth with TSNs
+conditioning, sparse ratio 4) with
 ``--set`` overrides; ``--data`` and ``--minutes`` replace ``data.root`` and ``train.max_minutes``. The
 dataset is simulated only when ``data.root`` does not already hold SynthCell-12 made with the same options
 (its ``synthcell.json``); a folder holding another dataset (a manifest but no ``synthcell.json``) is used
