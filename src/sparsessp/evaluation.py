@@ -132,7 +132,7 @@ def evaluate_records(
         task = task_id_of(model, rec.structure)
         signal = np.asarray(rec.signal, dtype=np.float32)
         target = np.asarray(rec.target, dtype=np.float32)
-        sparse = torch.from_numpy(np.ascontiguousarray(signal[::ratio]))[None, None]
+        sparse = torch.from_numpy(np.array(signal[::ratio]))[None, None]  # a writable copy, also at r = 1
         pred = sliding_window(
             model, sparse, task, window, ratio,
             overlap=inference.overlap, blend=inference.blend, batch_size=inference.window_batch,
