@@ -17,22 +17,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sparsessp.config import Config, config_from_dict
+from sparsessp.config import Config
 from sparsessp.errors import UserError
-
-TOPOLOGIES = ("3d", "2d", "3to2d", "2to3d")
-METHODS = ("multinet", "condnet", "tsn", "dodnet", "tgnet", "repmode")
-BACKBONES = ("resnet18", "swin_base", "vit_base", "dinov2_base", "vit_large")
-
-GRIDS: dict[str, list[dict[str, Any]]] = {
-    "topologies": [{"model.topology": t} for t in TOPOLOGIES],
-    "methods": [{"model.conditioning": m, "model.topology": t} for m in METHODS for t in TOPOLOGIES],
-    "backbones": [
-        {"model.backbone": b, "model.topology": t, "model.conditioning": "tsn"}
-        for b in BACKBONES
-        for t in ("2d", "2to3d")
-    ],
-}
 
 INFER_VOLUME = (64, 232, 344)
 """A prepared AllenCell volume on the 0.29 um grid (z, y, x)."""
@@ -52,18 +38,6 @@ class BenchResult:
     peak_mem_bytes: int | None
     train_it_per_s: float | None
     infer_s_per_volume: float | None
-
-
-def grid_configs(base: Config, grid: str) -> list[tuple[str, Config]]:
-    """The configurations of a named grid, each the base config with the grid's keys overridden."""
-    if grid not in GRIDS:
-        raise UserError(f"unknown grid {grid!r}; choose one of {', '.join(GRIDS)}")
-    tree = base.model_dump(mode="json")
-    out = []
-    for row in GRIDS[grid]:
-        overrides = [f"{k}={v}" for k, v in row.items()]
-        out.append(("/".join(str(v) for v in row.values()), config_from_dict(tree, overrides)))
-    return out
 
 
 def median_time(fn: Callable[[], None], repeats: int, sync: Callable[[], None], warmup: int = 1) -> float:

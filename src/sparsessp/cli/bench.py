@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, action="append", default=[], help="config file (repeatable)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override applied to every config (repeatable)")
-    parser.add_argument("--grid", choices=["topologies", "methods", "backbones"],
+    parser.add_argument("--grid", choices=["topologies", "methods", "backbones", "sparsity"],
                         help="measure a named grid of variations of the (first) config")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--json", action="store_true", help="print a JSON list on stdout (table goes to stderr)")
@@ -25,9 +25,10 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    from sparsessp.bench import format_table, grid_configs, run_bench
+    from sparsessp.bench import format_table, run_bench
     from sparsessp.config import load_config
     from sparsessp.errors import UserError
+    from sparsessp.grids import grid_configs
 
     if args.device.startswith("cuda"):
         import torch
