@@ -43,8 +43,8 @@ def test_quickstart_tiny_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_quickstart_reuses_matching_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from sparsessp.cli.quickstart import ensure_dataset, quickstart_config
-    from sparsessp.data.synthcell import generate
+    from sparsessp.cli.quickstart import quickstart_config
+    from sparsessp.data.synthcell import ensure_dataset, generate
 
     data = tmp_path / "data"
     cfg = quickstart_config([*TINY, f"data.root={data}"])

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "sparsessp.cli.evaluate",
     "predict": "sparsessp.cli.predict",
     "bench": "sparsessp.cli.bench",
+    "ablate": "sparsessp.cli.ablate",
     "report": "sparsessp.cli.report",
     "import-weights": "sparsessp.cli.import_weights",
 }

@@ -44,25 +44,6 @@ def quickstart_config(overrides: list[str]) -> Any:
     return config_from_dict(yaml.safe_load(text) or {}, overrides)
 
 
-def ensure_dataset(cfg: Any) -> str:
-    """Make SynthCell-12 under ``cfg.data.root`` unless it (or another dataset) is there; says what happened."""
-    from sparsessp.data.manifest import has_manifest
-    from sparsessp.data.synthcell import dataset_matches, generate
-
-    root = Path(cfg.data.root)
-    sc = cfg.data.synthcell
-    if sc is None:
-        return f"using the dataset at {root} (data.synthcell is not set)"
-    wanted = {"size": tuple(sc.size), "count": sc.count, "seed": sc.seed, "photons": sc.photons,
-              "structures": list(cfg.data.structures)}
-    if dataset_matches(root, **wanted):
-        return f"SynthCell-12 with these options is already in {root}; reusing it"
-    if has_manifest(root) and not (root / "synthcell.json").is_file():
-        return f"{root} holds a dataset that SynthCell did not make; using it as it is"
-    generate(root, **wanted)
-    return f"SynthCell-12 written to {root}"
-
-
 def _holds_run(folder: Path) -> bool:
     from sparsessp.engine.runfolder import RunFolder
 
@@ -81,6 +62,7 @@ def _free_run_folder(base: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     import time
 
+    from sparsessp.data.synthcell import ensure_dataset
     from sparsessp.engine.runfolder import RunFolder
     from sparsessp.engine.trainer import Interrupted, quiet_lightning, train
     from sparsessp.errors import UserError

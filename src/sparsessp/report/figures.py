@@ -104,6 +104,22 @@ def save_line_plot(
     return _save_png(plt, fig, path)
 
 
+def save_bar_plot(path: str | Path, values: Mapping[str, float], xlabel: str, title: str | None = None) -> Path:
+    """Write a horizontal bar chart, one bar per name, in the given order from top to bottom."""
+    plt = _pyplot()
+    names = list(values)
+    fig, ax = plt.subplots(figsize=(5.5, 0.8 + 0.28 * len(names)))
+    ax.barh(range(len(names)), [float(values[n]) for n in names], color="tab:blue")
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel(xlabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return _save_png(plt, fig, path)
+
+
 def _save_png(plt: ModuleType, fig: object, path: str | Path) -> Path:
     """Write ``fig`` as a PNG atomically and release it."""
     path = Path(path)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
 from multiprocessing.context import BaseContext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +38,9 @@ from sparsessp.errors import InputError
 from sparsessp.fileio import atomic_write_text
 from sparsessp.structures import STRUCTURES, TARGET_VOXEL_UM
 
+if TYPE_CHECKING:
+    from sparsessp.config import Config
+
 __all__ = [
     "CONTRASTS",
     "FORMAT",
@@ -47,6 +51,7 @@ __all__ = [
     "Optics",
     "Scene",
     "dataset_matches",
+    "ensure_dataset",
     "generate",
     "make_scene",
     "options",
@@ -292,3 +297,21 @@ def generate(
             write_manifest(root / name / f"{split}.csv", rows)
     atomic_write_text(root / "synthcell.json", json.dumps(opts, indent=2) + "\n")
     return root
+
+
+def ensure_dataset(cfg: Config) -> str:
+    """Make SynthCell-12 under ``cfg.data.root`` unless it (or another dataset) is there; says what happened."""
+    from sparsessp.data.manifest import has_manifest
+
+    root = Path(cfg.data.root)
+    sc = cfg.data.synthcell
+    if sc is None:
+        return f"using the dataset at {root} (data.synthcell is not set)"
+    wanted = {"size": tuple(sc.size), "count": sc.count, "seed": sc.seed, "photons": sc.photons,
+              "structures": list(cfg.data.structures)}
+    if dataset_matches(root, **wanted):
+        return f"SynthCell-12 with these options is already in {root}; reusing it"
+    if has_manifest(root) and not (root / "synthcell.json").is_file():
+        return f"{root} holds a dataset that SynthCell did not make; using it as it is"
+    generate(root, **wanted)
+    return f"SynthCell-12 written to {root}"

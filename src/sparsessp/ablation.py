@@ -1,0 +1,292 @@
+"""Ablations: train and evaluate a set of configurations with one budget each, and collect one table.
+
+Each variant gets a run folder ``OUT/runs/<folder>``. A variant whose folder already holds its evaluated
+run (same configuration, same budget) is reused; one with ``last.ckpt`` is resumed (``check_same_model``
+refuses a different model) and evaluated again; so running an interrupted or extended ablation again
+continues where it stopped. Every variant is validated and every dataset checked before any training.
+
+Results, rewritten after each variant so a long grid never loses finished work: ``OUT/results.json``
+(one entry per variant: what it changes, status, steps, training seconds, test metrics overall and R2 per
+structure), ``results.csv``, ``results.md``, ``r2.png`` (mean test R2 per variant) and, at the end,
+``OUT/report/`` (`sparsessp report` of every evaluated run: tables, R2 against sparsity, MIP panels).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sparsessp.config import Config
+from sparsessp.errors import ConfigError, InputError, UserError
+from sparsessp.fileio import atomic_write_text
+
+METRICS = ("MSE", "MAE", "R2", "pearson")
+
+RESUMABLE_KEYS = frozenset(
+    {
+        "train.epochs", "train.max_steps", "train.max_minutes", "train.val_every", "train.checkpoint_every",
+        "train.devices", "train.accelerator", "train.num_nodes", "train.strategy", "data.num_workers",
+    }
+)
+"""Keys a run may change between invocations and still be continued: budgets and launch options."""
+
+
+@dataclass
+class Variant:
+    """One configuration of an ablation: ``changes`` are the keys it sets over the base (empty for a file)."""
+
+    name: str
+    config: Config
+    changes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> str:
+        """The run folder's name: the variant's name with anything but letters, digits, ``. _ = -`` as ``-``."""
+        return re.sub(r"[^A-Za-z0-9._=-]+", "-", self.name).strip("-") or "variant"
+
+
+def check_variants(variants: Sequence[Variant]) -> None:
+    """Refuse an empty set, clashing run folders, and datasets that are neither present nor SynthCell-made."""
+    from sparsessp.data.manifest import has_manifest
+
+    if not variants:
+        raise ConfigError("no variants: give config files, --grid or --axis")
+    seen: dict[str, str] = {}
+    for v in variants:
+        if v.folder in seen:
+            raise ConfigError(f"variants {seen[v.folder]!r} and {v.name!r} would share the run folder {v.folder!r}")
+        seen[v.folder] = v.name
+        root = Path(v.config.data.root)
+        if v.config.data.synthcell is None and not has_manifest(root):
+            raise InputError(f"variant {v.name}: data.root {root} holds no dataset manifest")
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two config trees."""
+    a, b = _flat(saved), _flat(wanted)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def _read_metrics_csv(path: Path) -> tuple[int | None, float | None]:
+    """(step, training seconds) of the last row of a run's ``metrics.csv``."""
+    if not path.is_file():
+        return None, None
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    if not rows:
+        return None, None
+    return int(rows[-1]["step"]), float(rows[-1]["seconds"])
+
+
+def run_variant(variant: Variant, run_dir: Path, device: str | None = None) -> dict[str, Any]:
+    """Train (or resume, or reuse) one variant's run and evaluate it on the test split; returns its result row."""
+    from sparsessp.engine.runfolder import RunFolder
+    from sparsessp.engine.trainer import quiet_lightning, train
+    from sparsessp.evaluation import evaluate_run, metrics_path
+
+    folder = RunFolder(run_dir)
+    wanted = variant.config.model_dump(mode="json")
+    saved = yaml.safe_load(folder.config_path.read_text()) if folder.config_path.is_file() else None
+    has_checkpoint = folder.last.is_file() or folder.best.is_file()
+    if saved is not None and has_checkpoint:
+        fixed = [k for k in _differences(saved, wanted) if k not in RESUMABLE_KEYS]
+        if fixed:
+            raise UserError(
+                f"{run_dir} holds a run of another configuration ({fixed[0]} differs); use another --out"
+            )
+    result_file = metrics_path(run_dir)
+    if saved is not None and result_file.is_file() and not _differences(saved, wanted):
+        status = "reused"
+    else:
+        quiet_lightning()
+        resume = folder.last.is_file()
+        train(variant.config, run_dir, resume=resume)
+        evaluate_run(run_dir, checkpoint="best" if folder.best.is_file() else "last", with_ssim=False,
+                     device=device, progress=lambda message: None)
+        status = "resumed" if resume else "trained"
+    result = json.loads(result_file.read_text())
+    steps, seconds = _read_metrics_csv(folder.metrics_path)
+    per = {name: float(values["R2"]) for name, values in result["per_structure"].items()}
+    return {
+        "name": variant.name,
+        "folder": variant.folder,
+        "changes": variant.changes,
+        "status": status,
+        "steps": steps,
+        "train_s": seconds,
+        "overall": {k: float(result["overall"][k]) for k in METRICS},
+        "R2_positive": sum(v > 0 for v in per.values()),
+        "structures": len(per),
+        "per_structure_R2": per,
+    }
+
+
+def _worker(name: str, tree: dict[str, Any], changes: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
+    """Process-pool entry: rebuild the variant from plain data and run it with ``threads`` CPU threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_variant(Variant(name, Config.model_validate(tree), changes), Path(run_dir))
+
+
+def _failed(variant: Variant, exc: BaseException) -> dict[str, Any]:
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return {"name": variant.name, "folder": variant.folder, "changes": variant.changes, "status": f"failed: {reason}"}
+
+
+def _changes_text(changes: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in changes.items()) or "(config file)"
+
+
+def _number(value: float | None, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def results_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and text rows of the results table (one row per variant)."""
+    headers = ["variant", "changes", "status", "steps", "train s", *METRICS, "R2 > 0"]
+    body = []
+    for row in rows:
+        overall = row.get("overall") or {}
+        body.append([
+            row["name"], _changes_text(row["changes"]), row["status"], _number(row.get("steps"), "d"),
+            _number(row.get("train_s"), ".1f"), *(_number(overall.get(k), ".4f") for k in METRICS),
+            f"{row['R2_positive']} / {row['structures']}" if "R2_positive" in row else "",
+        ])
+    return headers, body
+
+
+def write_results(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write results.json / .csv / .md and r2.png for the rows so far; returns results.json."""
+    from sparsessp.report.figures import save_bar_plot
+    from sparsessp.report.tables import markdown_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    headers, body = results_table(rows)
+    atomic_write_text(out / "results.json", json.dumps(list(rows), indent=1) + "\n")
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(headers)
+    writer.writerows(body)
+    atomic_write_text(out / "results.csv", text.getvalue())
+    atomic_write_text(out / "results.md", "# Ablation results (test split)\n\n" + markdown_table(headers, body) + "\n")
+    scored = {row["name"]: row["overall"]["R2"] for row in rows if row.get("overall")}
+    if scored:
+        save_bar_plot(out / "r2.png", scored, "test R2 (mean over structures)", title="Ablation: test R2 per variant")
+    return out / "results.json"
+
+
+def run_ablation(
+    variants: Sequence[Variant],
+    out: str | Path,
+    jobs: int = 1,
+    report: bool = True,
+    progress: Callable[[str], None] = lambda message: print(message, flush=True),
+) -> list[dict[str, Any]]:
+    """Run every variant into ``out/runs/`` (``jobs`` at a time), writing the results after each; returns the rows.
+
+    A variant that fails (bad data, a model that does not fit) is recorded as failed and the others go on;
+    an interruption (SIGINT / SIGTERM) stops the ablation after the running variants saved their state.
+    """
+    from sparsessp.data.synthcell import ensure_dataset
+    from sparsessp.engine.trainer import Interrupted
+
+    check_variants(variants)
+    out = Path(out)
+    runs = out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    done_roots: set[str] = set()
+    for v in variants:
+        if v.config.data.synthcell is not None and v.config.data.root not in done_roots:
+            progress(ensure_dataset(v.config))
+            done_roots.add(v.config.data.root)
+    rows: list[dict[str, Any] | None] = [None] * len(variants)
+    total = len(variants)
+
+    def record(index: int, row: dict[str, Any]) -> None:
+        rows[index] = row
+        overall = row.get("overall")
+        outcome = (f"test R2 {overall['R2']:.4f} ({row['R2_positive']}/{row['structures']} above 0), "
+                   f"{row['steps']} steps, {row['train_s']:.0f} s" if overall else "")
+        progress(f"[{sum(r is not None for r in rows)}/{total}] {row['name']}: {row['status']} {outcome}".rstrip())
+        write_results(out, [r for r in rows if r is not None])
+
+    if jobs <= 1:
+        for i, v in enumerate(variants):
+            progress(f"training {v.name} -> {runs / v.folder}")
+            try:
+                record(i, run_variant(v, runs / v.folder))
+            except Interrupted:
+                raise
+            except (UserError, RuntimeError, ValueError) as exc:
+                record(i, _failed(v, exc))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            futures = {
+                pool.submit(_worker, v.name, v.config.model_dump(mode="json"), v.changes, str(runs / v.folder),
+                            threads): i
+                for i, v in enumerate(variants)
+            }
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    record(i, future.result())
+                except Interrupted:
+                    raise
+                except Exception as exc:  # a worker's failure, pickled back: record it, keep the others
+                    record(i, _failed(variants[i], exc))
+    finished = [r for r in rows if r is not None]
+    if report:
+        from sparsessp.report import build_report
+
+        evaluated = [runs / r["folder"] for r in finished if r.get("overall")]
+        if evaluated:
+            path = build_report(evaluated, out / "report")
+            progress(f"report: {path}")
+    return finished
+
+
+def variants_from(
+    configs: Sequence[tuple[str, Config]], rows: Sequence[Mapping[str, Any]] | None = None
+) -> list[Variant]:
+    """Variants from named configs, or from one base config and grid rows, named ``key=value,...``."""
+    from sparsessp.grids import row_configs, value_text
+
+    if rows is None:
+        return [Variant(name, cfg) for name, cfg in configs]
+    if len(configs) != 1:
+        raise ConfigError(f"a grid varies one base config; got {len(configs)} configs")
+    variants = []
+    for (_, cfg), row in zip(row_configs(configs[0][1], rows), rows):
+        name = ",".join(f"{key.rsplit('.', 1)[-1]}={value_text(value)}" for key, value in row.items())
+        variants.append(Variant(name, cfg, dict(row)))
+    return variants
+
+
+def print_table(rows: Sequence[Mapping[str, Any]], stream: Any = None) -> None:
+    """The results table as Markdown on ``stream`` (stdout by default)."""
+    from sparsessp.report.tables import markdown_table
+
+    print(markdown_table(*results_table(rows)), file=stream or sys.stdout)
