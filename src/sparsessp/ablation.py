@@ -239,7 +239,7 @@ def run_ablation(
                 record(i, run_variant(v, runs / v.folder))
             except Interrupted:
                 raise
-            except (UserError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # one variant's failure is a row of the table; the others go on
                 record(i, _failed(v, exc))
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -255,7 +255,7 @@ def run_ablation(
                     record(i, future.result())
                 except Interrupted:
                     raise
-                except Exception as exc:  # a worker's failure, pickled back: record it, keep the others
+                except Exception as exc:  # pickled back from the worker
                     record(i, _failed(variants[i], exc))
     finished = [r for r in rows if r is not None]
     if report:
