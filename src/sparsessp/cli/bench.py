@@ -10,10 +10,12 @@ HELP = "parameters, MACs, peak memory, train it/s and inference s/volume of conf
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sparsessp.grids import GRIDS
+
     parser.add_argument("--config", type=Path, action="append", default=[], help="config file (repeatable)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override applied to every config (repeatable)")
-    parser.add_argument("--grid", choices=["topologies", "methods", "backbones", "sparsity"],
+    parser.add_argument("--grid", choices=list(GRIDS),
                         help="measure a named grid of variations of the (first) config")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--json", action="store_true", help="print a JSON list on stdout (table goes to stderr)")
