@@ -83,6 +83,20 @@ def test_ablate_trains_each_variant_then_reuses_resumes_and_refuses_changed_runs
     assert "2 of 2 variant(s) failed" in capsys.readouterr().err
 
 
+def test_parallel_jobs_give_the_same_rows_and_keep_worker_output_in_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "abl"
+    assert main(_ablate(tmp_path, "--steps", "1", "--jobs", "2", "--no-report")) == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert sorted(r["name"] for r in rows) == ["sparse_ratio=1", "sparse_ratio=2"]
+    assert all(r["status"] == "trained" and r["steps"] == 1 for r in rows)
+    for row in rows:
+        assert "done:" in (out / "runs" / f"{row['folder']}.log").read_text()
+    assert "done:" not in capsys.readouterr().err
+    assert not (out / "report").exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

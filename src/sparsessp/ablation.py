@@ -21,6 +21,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import redirect_stderr
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -143,11 +144,16 @@ def run_variant(variant: Variant, run_dir: Path, device: str | None = None) -> d
 
 
 def _worker(name: str, tree: dict[str, Any], changes: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
-    """Process-pool entry: rebuild the variant from plain data and run it with ``threads`` CPU threads."""
+    """Process-pool entry: rebuild the variant from plain data and run it with ``threads`` CPU threads.
+
+    The worker's console output (progress bar, log lines, warnings) goes to ``<run folder>.log`` beside the
+    run folder, so parallel runs do not interleave on the terminal; the run's own ``log.txt`` is unchanged.
+    """
     import torch
 
     torch.set_num_threads(threads)
-    return run_variant(Variant(name, Config.model_validate(tree), changes), Path(run_dir))
+    with open(f"{run_dir}.log", "a") as console, redirect_stderr(console):
+        return run_variant(Variant(name, Config.model_validate(tree), changes), Path(run_dir))
 
 
 def _failed(variant: Variant, exc: BaseException) -> dict[str, Any]:
