@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from sparsessp.config import Config
+from sparsessp.config import Config, differences
 from sparsessp.errors import ConfigError, InputError, UserError
 from sparsessp.fileio import atomic_write_text
 
@@ -74,32 +74,6 @@ def check_variants(variants: Sequence[Variant]) -> None:
             raise InputError(f"variant {v.name}: data.root {root} holds no dataset manifest")
 
 
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two config trees."""
-    a, b = _flat(saved), _flat(wanted)
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-
-
-def _read_metrics_csv(path: Path) -> tuple[int | None, float | None]:
-    """(step, training seconds) of the last row of a run's ``metrics.csv``."""
-    if not path.is_file():
-        return None, None
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
-    if not rows:
-        return None, None
-    return int(rows[-1]["step"]), float(rows[-1]["seconds"])
-
-
 def run_variant(variant: Variant, run_dir: Path, device: str | None = None) -> dict[str, Any]:
     """Train (or resume, or reuse) one variant's run and evaluate it on the test split; returns its result row."""
     from sparsessp.engine.runfolder import RunFolder
@@ -109,25 +83,26 @@ def run_variant(variant: Variant, run_dir: Path, device: str | None = None) -> d
     folder = RunFolder(run_dir)
     wanted = variant.config.model_dump(mode="json")
     saved = yaml.safe_load(folder.config_path.read_text()) if folder.config_path.is_file() else None
-    has_checkpoint = folder.last.is_file() or folder.best.is_file()
-    if saved is not None and has_checkpoint:
-        fixed = [k for k in _differences(saved, wanted) if k not in RESUMABLE_KEYS]
+    changed = differences(saved, wanted) if saved is not None else None
+    if changed and (folder.last.is_file() or folder.best.is_file()):
+        fixed = [k for k in changed if k not in RESUMABLE_KEYS]
         if fixed:
             raise UserError(
                 f"{run_dir} holds a run of another configuration ({fixed[0]} differs); use another --out"
             )
     result_file = metrics_path(run_dir)
-    if saved is not None and result_file.is_file() and not _differences(saved, wanted):
+    if changed == [] and result_file.is_file():
         status = "reused"
     else:
         quiet_lightning()
         resume = folder.last.is_file()
         train(variant.config, run_dir, resume=resume)
-        evaluate_run(run_dir, checkpoint="best" if folder.best.is_file() else "last", with_ssim=False,
-                     device=device, progress=lambda message: None)
+        evaluate_run(run_dir, with_ssim=False, device=device, progress=lambda message: None)
         status = "resumed" if resume else "trained"
     result = json.loads(result_file.read_text())
-    steps, seconds = _read_metrics_csv(folder.metrics_path)
+    last = (folder.read_metrics() or [{}])[-1]
+    steps = int(last["step"]) if last.get("step") else None
+    seconds = float(last["seconds"]) if last.get("seconds") else None
     per = {name: float(values["R2"]) for name, values in result["per_structure"].items()}
     return {
         "name": variant.name,

@@ -173,6 +173,24 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def lookup(tree: Any, dotted: str) -> Any:
+    """The value at a dotted key of a nested config tree (``None`` where the path does not exist)."""
+    node = tree
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys (sorted) whose values differ between two config trees (or subtrees at ``prefix``)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            out += differences(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return [] if a == b else [prefix]
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """Split ``key=value``; the value is read as YAML, so ``8``, ``[1, 2]`` and ``true`` have types."""
     if "=" not in text:

@@ -63,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from sparsessp.data.synthcell import ensure_dataset
-    from sparsessp.engine.runfolder import RunFolder
     from sparsessp.engine.trainer import Interrupted, quiet_lightning, train
     from sparsessp.errors import UserError
     from sparsessp.evaluation import evaluate_run
@@ -95,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             print(exc, file=sys.stderr)
         return exc.exit_code
     print("[3/4] evaluating on the test split (Gaussian sliding window)", flush=True)
-    result = evaluate_run(out, checkpoint="best" if RunFolder(out).best.is_file() else "last")
+    result = evaluate_run(out)  # best.ckpt: the trainer always leaves one
     print("[4/4] writing the report", flush=True)
     report = build_report([out], out / "report")
     print()

@@ -114,30 +114,19 @@ def checkpoint_config(ckpt: dict[str, Any], path: str | Path) -> Config:
         raise CheckpointError(f"{path}: its stored config is not valid here ({exc})") from None
 
 
-def _lookup(tree: dict[str, Any], dotted: str) -> Any:
-    node: Any = tree
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
-
-
-def _first_difference(a: Any, b: Any, prefix: str) -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            found = _first_difference(a.get(key), b.get(key), f"{prefix}.{key}")
-            if found:
-                return found
-        return None
-    return None if a == b else f"{prefix}: {b!r} in the checkpoint, {a!r} now"
-
-
 def check_same_model(cfg: Config, ckpt: dict[str, Any], path: str | Path) -> None:
     """Refuse a checkpoint whose network differs from the one ``cfg`` describes, naming the first key."""
-    now = cfg.model_dump(mode="json")
+    from sparsessp.config import differences, lookup
+
+    now, saved = cfg.model_dump(mode="json"), ckpt["config"]
     for key in MODEL_KEYS:
-        diff = _first_difference(_lookup(now, key), _lookup(ckpt["config"], key), key)
+        diff = differences(lookup(now, key), lookup(saved, key), key)
         if diff:
-            raise CheckpointError(f"{path} belongs to a different model ({diff})")
+            first = diff[0]
+            raise CheckpointError(
+                f"{path} belongs to a different model ({first}: {lookup(saved, first)!r} in the checkpoint, "
+                f"{lookup(now, first)!r} now)"
+            )
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:

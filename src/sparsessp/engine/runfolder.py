@@ -69,10 +69,16 @@ class RunFolder:
         else:
             if self.log_path.is_file():
                 self._log_lines = self.log_path.read_text(encoding="utf-8").splitlines()
-            if self.metrics_path.is_file():
-                rows = list(csv.DictReader(io.StringIO(self.metrics_path.read_text(encoding="utf-8"))))
-                self._rows = [r for r in rows if r.get("epoch", "").isdigit() and int(r["epoch"]) <= completed_epochs]
+            self._rows = [
+                r for r in self.read_metrics() if r.get("epoch", "").isdigit() and int(r["epoch"]) <= completed_epochs
+            ]
         self._write_metrics()
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        """The rows of metrics.csv as written (text values; empty when the file does not exist)."""
+        if not self.metrics_path.is_file():
+            return []
+        return list(csv.DictReader(io.StringIO(self.metrics_path.read_text(encoding="utf-8"))))
 
     def log_line(self, message: str) -> None:
         """Append a timestamped line to log.txt."""
