@@ -1,7 +1,14 @@
-"""Numeric precision on any device: one vocabulary, support checks and autocast contexts.
+"""Numeric precision on any device: one vocabulary, support checks, the training default and autocast contexts.
 
 Training (``train.precision``), ``predict --precision`` and the benchmarks all go through here, so a
 precision the device cannot run is one clear message wherever it is asked for.
+
+Vocabulary: ``fp32``, ``bf16`` and ``fp16`` (mixed precision: weights and optimiser stay in float32,
+autocast runs convolutions and matrix products in 16 bits). ``train.precision`` also takes Lightning's
+names (``32-true``, ``bf16-mixed``, ``16-mixed``, ...) and ``auto``: bf16 where the device runs it
+natively (CUDA GPUs with bf16, CPUs with AVX512-BF16 or AMX), else fp32. Mixed 16-bit training is what
+the paper's own runs used on GPUs; the CPU speed and quality measurements behind the default are in
+``benchmarks/RESULTS.md`` (``benchmarks/cpu_bench.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,24 @@ from sparsessp.errors import UserError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+TRAIN_PRECISIONS: dict[str, str] = {
+    "auto": "auto",
+    "fp32": "fp32",
+    "32": "fp32",
+    "32-true": "fp32",
+    "bf16": "bf16",
+    "bf16-mixed": "bf16",
+    "fp16": "fp16",
+    "16": "fp16",
+    "16-mixed": "fp16",
+    "64-true": "64-true",
+}
+"""Every value ``train.precision`` accepts -> our vocabulary (``64-true`` passes through to Lightning as is)."""
+
+FABRIC_PRECISIONS: dict[str, str] = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed", "64-true": "64-true"}
+"""Our vocabulary -> Lightning Fabric's ``precision`` argument."""
 
 
 def cpu_has_bf16() -> bool:
@@ -37,18 +61,67 @@ def supported(precision: str, device: torch.device | str) -> bool:
     return False
 
 
-def check(precision: str, device: torch.device | str) -> Precision:
-    """Validate ``precision`` for ``device``; raise a one-line :class:`UserError` when it cannot run there."""
+def _reason(precision: str, device: torch.device) -> str:
+    if device.type == "cpu":
+        if precision == "fp16":
+            return "fp16 autocast on a CPU is emulated and slower than fp32"
+        return "this CPU has no native bf16 (AVX512-BF16 / AMX)"
+    if device.type == "cuda":
+        return "this GPU has no bf16"
+    return f"{device.type} runs fp32 only here"
+
+
+def check(precision: str, device: torch.device | str, fix: str = "use fp32") -> Precision:
+    """Validate ``precision`` for ``device``; raise a one-line :class:`UserError` (ending in ``fix``) when it
+    cannot run there."""
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
     if not supported(precision, device):
-        hint = "this CPU has no native bf16 (AVX512-BF16 / AMX)" if torch.device(device).type == "cpu" else ""
-        raise UserError(
-            f"precision {precision} is not supported on {torch.device(device).type}"
-            + (f": {hint}" if hint else "")
-            + "; use --precision fp32"
-        )
+        raise UserError(f"precision {precision} is not supported on {device.type}: {_reason(precision, device)}; {fix}")
     return precision  # type: ignore[return-value]
+
+
+def best(device: torch.device | str) -> Precision:
+    """The fastest precision that keeps the quality on ``device``: bf16 where it is native, else fp32."""
+    return "bf16" if supported("bf16", device) else "fp32"
+
+
+def resolve(precision: str, device: torch.device | str, fix: str = "use fp32") -> Precision:
+    """``auto`` -> :func:`best`; anything else is checked with :func:`check`."""
+    return best(device) if precision == "auto" else check(precision, device, fix)
+
+
+def accelerator_device(accelerator: str) -> torch.device:
+    """The device type Lightning picks for ``train.accelerator`` (``auto``: CUDA, else MPS, else the CPU)."""
+    if accelerator in ("gpu", "cuda"):
+        return torch.device("cuda")
+    if accelerator in ("cpu", "mps"):
+        return torch.device(accelerator)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+
+
+def fabric_precision(train_precision: str, accelerator: str) -> str:
+    """Lightning Fabric's ``precision`` for the config's ``train.precision`` on ``train.accelerator``.
+
+    ``auto`` resolves to bf16-mixed where the device has native bf16, else 32-true; a 16-bit precision
+    the device cannot run is a one-line :class:`UserError` naming the fix.
+    """
+    name = TRAIN_PRECISIONS.get(train_precision)
+    if name is None:
+        raise UserError(f"train.precision {train_precision!r} is not one of {', '.join(TRAIN_PRECISIONS)}")
+    if name == "64-true":
+        return name
+    fix = "set train.precision=32-true (or auto)"
+    return FABRIC_PRECISIONS[resolve(name, accelerator_device(accelerator), fix)]
+
+
+def dtype(precision: str) -> torch.dtype:
+    """The compute dtype of ``precision`` (fp32 / bf16 / fp16)."""
+    return _DTYPES[precision]
 
 
 def autocast(precision: str, device: torch.device | str) -> contextlib.AbstractContextManager:

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_PRECISION_ALIASES = {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 _SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 _SKIPS_PARAMETERS = frozenset({"multinet"})
 """Conditionings whose networks leave parameters unused in a step (Multi-Net runs only the batch's tasks):
@@ -112,7 +111,10 @@ def make_fabric(cfg: Config) -> Fabric:
     from lightning.fabric import Fabric
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
+    from sparsessp.precision import fabric_precision
+
     t = cfg.train
+    precision = fabric_precision(t.precision, t.accelerator)
     strategy: Any = "ddp" if t.strategy == "auto" and t.devices * t.num_nodes > 1 else t.strategy
     name = strategy
     if strategy in ("ddp", "ddp_spawn") and cfg.model.conditioning in _SKIPS_PARAMETERS:
@@ -126,7 +128,7 @@ def make_fabric(cfg: Config) -> Fabric:
             devices=t.devices,
             num_nodes=t.num_nodes,
             strategy=strategy,
-            precision=_PRECISION_ALIASES.get(t.precision, t.precision),
+            precision=precision,  # type: ignore[arg-type]
         )
     except (MisconfigurationException, ValueError, RuntimeError) as exc:
         reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
@@ -212,6 +214,7 @@ class _Trainer:
         from sparsessp.engine.sampler import ResumableSampler
         from sparsessp.engine.seeding import derive_seed, restore_rng_state, seed_everything
         from sparsessp.models.registry import build_model
+        from sparsessp.precision import fabric_precision
 
         cfg, fabric = self.cfg, self.fabric
         ckpt = load_checkpoint(self.run.last) if resume else None
@@ -256,7 +259,7 @@ class _Trainer:
         self._log(
             f"{'resumed' if ckpt else 'started'}: {params:,} parameters, {len(self.train_records)} train / "
             f"{len(self.val_records)} val volumes, {self.steps_per_epoch} steps per epoch on {self.world} "
-            f"process(es) ({fabric.device.type}, precision {cfg.train.precision})"
+            f"process(es) ({fabric.device.type}, precision {fabric_precision(cfg.train.precision, fabric.device.type)})"
             + (f", from epoch {self.pos.epoch} step {self.pos.step}" if ckpt else "")
         )
         return self._loop()
