@@ -69,3 +69,22 @@ def test_trainer_fabric_runs_convolutions_in_bf16_on_the_cpu() -> None:
     assert seen == [torch.bfloat16]  # the convolution ran in bf16 ...
     assert y.dtype == torch.float32  # ... and Fabric hands back float32
     assert model.module.weight.dtype == torch.float32  # the weights stay float32 (mixed precision)
+
+
+def test_mode_inference_cache_follows_autocast() -> None:
+    """A bf16-autocast prediction caches bf16 kernels; a later fp32 one must neither fail nor reuse them."""
+    from sparsessp.models.conditioning.base import TaskContext
+    from sparsessp.models.conditioning.mode import MoDEConv
+
+    torch.manual_seed(0)
+    layer = MoDEConv(2, 3, 4, 5).eval()
+    x = torch.randn(2, 3, 8, 8)
+    ctx = TaskContext(torch.tensor([1, 1]), 5)
+    with torch.no_grad():
+        reference = torch.nn.functional.conv2d(x, layer.fold(ctx.task_ids)[0], padding=2)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = layer(x, ctx)
+        full = layer(x, ctx)
+    assert low.dtype == torch.bfloat16 and full.dtype == torch.float32
+    assert torch.allclose(full, reference, atol=1e-5, rtol=1e-5)
+    assert (low.float() - reference).norm() / reference.norm() < 2e-2

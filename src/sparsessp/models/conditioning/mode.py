@@ -12,7 +12,8 @@ kernels in float64 to 1e-10, 2D and 3D):
 
 - inference (eval mode with autograd off): fold one kernel per task and cache it until a parameter or
   buffer changes (keyed on every tensor's ``data_ptr`` and ``_version``, so an optimizer step, a
-  ``load_state_dict`` or a move to another device invalidates it); the batch is split by task, one
+  ``load_state_dict`` or a move to another device invalidates it) or the autocast dtype does (kernels
+  are folded in the parameters' dtype, then cast to the autocast dtype); the batch is split by task, one
   convolution per distinct task (one call in total for a single-task batch, the usual case);
 - ``by_task`` (training default): fold one kernel per distinct task in the batch, one convolution per
   task (one for a single-task batch); it does the release's own arithmetic (bit for bit in float32);
@@ -217,15 +218,23 @@ class MoDEConv(CondModule):
         return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
 
     def _cached_kernels(self, uniq: Tensor) -> list[Tensor]:
-        """Folded kernels of the given tasks, reused until a weight changes (inference only)."""
-        key = self._state_key()
+        """Folded kernels of the given tasks, reused until a weight or the autocast dtype changes (inference only).
+
+        Folding runs in the parameters' dtype (autocast off, so a bf16 / fp16 kernel is the rounded exact
+        one); under autocast the kernels are cached in the autocast dtype, the one the convolution uses.
+        """
+        device = uniq.device.type
+        cast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        key = (self._state_key(), cast)
         if key != self._cache_key:
             self.clear_cache()
             self._cache_key = key
         tasks = uniq.tolist()
         missing = [t for t in tasks if t not in self._cache]
         if missing:
-            for t, kernel in zip(missing, self.fold(torch.tensor(missing, device=uniq.device))):
+            with torch.autocast(device, enabled=False):
+                folded = self.fold(torch.tensor(missing, device=uniq.device))
+            for t, kernel in zip(missing, folded if cast is None else folded.to(cast)):
                 self._cache[t] = kernel
         for t in tasks:  # most recently used last; the least recently used go first
             self._cache[t] = self._cache.pop(t)
