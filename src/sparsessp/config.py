@@ -80,7 +80,11 @@ class ModelConfig(_Section):
     embed_dim: int = Field(256, ge=1, description="upsample embedding dimension U of 2D features")
     projection_kernel: int = Field(1, ge=1, description="kernel size of the projection convs in 2D (odd)")
     norm: Literal["batch", "instance"] = "batch"
-    conditioning_options: dict[str, Any] = Field(default_factory=dict)
+    conditioning_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="mechanism options; tsn: style adain (the paper's / official TSNs', default) or film (ours), "
+        "latent_dim, mapping_layers",
+    )
 
     @field_validator("channels")
     @classmethod
