@@ -71,6 +71,12 @@ class ModelConfig(_Section):
     topology: Literal["3d", "2d", "3to2d", "2to3d"] = "3to2d"
     interpolation: Literal["prefix", "postfix", "none"] = "prefix"
     prefix_mode: Literal["nearest", "trilinear", "aligned"] = "nearest"
+    postfix_placement: Literal["output", "features"] = Field(
+        "output",
+        description="postfix only; output (the paper's): the head maps to the output grid at depth D/r, then a "
+        "ConvTranspose3d (kernel = stride = (r, 1, 1)) up-samples that output; features (ours): up-sample the "
+        "3D decoder's last feature before the head, or map a 2D head's D/r channels to D by a 1x1 conv",
+    )
     projection: Literal["3d", "2d"] = "3d"
     conditioning: str = "condnet"
     backbone: str = "unet"
