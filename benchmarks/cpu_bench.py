@@ -202,7 +202,8 @@ def report(train: dict[str, dict], predict: dict | None, default: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bodies", nargs="+", default=["2d", "3to2d", "3d"], choices=["2d", "3to2d", "3d", "2to3d"])
+    parser.add_argument("--bodies", nargs="*", default=["2d", "3to2d", "3d"], choices=["2d", "3to2d", "3d", "2to3d"],
+                        help="training bodies to time (none: prediction only)")
     parser.add_argument("--steps", type=int, default=0, help="steps per timed round (default: 10 for 2d, else 2)")
     parser.add_argument("--rounds", type=int, default=4, help="alternating timed rounds per precision")
     parser.add_argument("--predict-shape", type=int, nargs=3, default=[16, 512, 512], metavar=("Z", "Y", "X"))
