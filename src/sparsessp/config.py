@@ -161,7 +161,7 @@ class TrainConfig(_Section):
     seed: int = 0
     precision: Literal[
         "auto", "32-true", "64-true", "16-mixed", "bf16-mixed", "32", "16", "bf16", "fp32", "fp16"
-    ] = Field("auto", description="auto: bf16-mixed where the device runs bf16 natively, else 32-true")
+    ] = Field("32-true", description="auto: bf16-mixed where the device runs bf16 natively, else 32-true")
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1)
     num_nodes: int = Field(1, ge=1)
