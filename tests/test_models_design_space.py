@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsessp.config import load_config
+from sparsessp.design import level_depths
 from sparsessp.errors import ConfigError
 from sparsessp.models.conditioning.base import Conditioning, CondModule, Role, TaskContext
 from sparsessp.models.interpolation import PrefixInterpolation, prefix_interpolate
 from sparsessp.models.network import SparseSSPNetwork, build_network
 from sparsessp.models.registry import build_model
-from sparsessp.models.validate import level_depths
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

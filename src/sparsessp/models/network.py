@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
+from sparsessp.design import DECODER_DIMS, ENCODER_DIMS, check_model_config, input_depth
 from sparsessp.models.conditioning.base import Conditioning, TaskContext
 from sparsessp.models.interpolation import PostfixDeconv, PostfixUpsample2d, PostfixUpsample3d, PrefixInterpolation
 from sparsessp.models.unet import build_unet
-from sparsessp.models.validate import DECODER_DIMS, ENCODER_DIMS, check_model_config, input_depth
 
 if TYPE_CHECKING:
     from sparsessp.config import Config

@@ -1,17 +1,35 @@
-"""Config-time checks of the design space (pure arithmetic, no torch): impossible combinations fail early.
+"""The design space's names, arithmetic and cross-field rules (pure Python, no torch): impossible
+combinations fail when a config is built, before any work starts.
 
-The depth arithmetic the networks are built from lives here too (``input_depth``, ``level_depths``), so the
-checks and the modules cannot disagree.
+It sits on the config's side of the import direction (cli -> ... -> models -> config -> design): the
+config calls :func:`check_model_config` and never imports :mod:`sparsessp.models`; the models import the
+depth arithmetic they are built from (``input_depth``, ``level_depths``) from here, so the checks and the
+modules cannot disagree. ``models.registry`` maps the names listed here to classes (a test keeps both
+in step).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from sparsessp.models.registry import BACKBONES, CONDITIONINGS
-
 if TYPE_CHECKING:
     from sparsessp.config import DataConfig, ModelConfig
+
+CONDITIONINGS: tuple[str, ...] = ("none", "condnet", "multihead", "tsn", "dodnet", "tgnet", "multinet", "repmode")
+"""Names of ``model.conditioning`` (``models.registry.CONDITIONINGS`` maps each to its factory)."""
+
+BACKBONES: tuple[str, ...] = (
+    "unet",
+    "resnet18",
+    "swin_tiny",
+    "swin_base",
+    "vit_tiny",
+    "vit_base",
+    "vit_large",
+    "dinov2_small",
+    "dinov2_base",
+)
+"""Names of ``model.backbone`` (``models.registry.BACKBONES`` maps each to its 2D encoder)."""
 
 ENCODER_DIMS: dict[str, int] = {"3d": 3, "2d": 2, "3to2d": 3, "2to3d": 2}
 """Spatial dims of each topology's encoder."""
