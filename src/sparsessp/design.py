@@ -70,9 +70,18 @@ multiple of 32 x window; only the patch embedding must tile the input.
 """
 
 
+def sparse_depth(patch_depth: int, sparse_ratio: int) -> int:
+    """TL planes of a window of target depth D at any ratio r: ``ceil(D / r)``, sparse plane k at dense k*r.
+
+    Every sparse plane lies inside the window ((ceil(D/r) - 1) * r < D); the networks up-sample them to
+    ``ceil(D/r) * r`` planes and crop to D, so r need not divide D.
+    """
+    return -(-patch_depth // sparse_ratio)
+
+
 def input_depth(interpolation: str, patch_depth: int, sparse_ratio: int) -> int:
-    """Depth the network body sees: the target depth D after prefix interpolation, else the sparse D/r."""
-    return patch_depth if interpolation == "prefix" else patch_depth // sparse_ratio
+    """Depth the network body sees: the target depth D after prefix interpolation, else the sparse ceil(D/r)."""
+    return patch_depth if interpolation == "prefix" else sparse_depth(patch_depth, sparse_ratio)
 
 
 def level_depths(depth: int, levels: int) -> list[int]:
@@ -99,8 +108,11 @@ def check_model_config(model: ModelConfig, data: DataConfig) -> None:
     check_backbone(model, data)
     depth, height, width = data.patch
     r = data.sparse_ratio
-    if depth % r:
-        raise ValueError(f"data.patch: depth {depth} is not a multiple of data.sparse_ratio {r}")
+    if depth < r:
+        raise ValueError(
+            f"data.patch: depth {depth} is smaller than data.sparse_ratio {r}: a window must hold one whole "
+            f"sparse interval (r planes)"
+        )
     if model.interpolation == "none" and DECODER_DIMS[model.topology] == 3:
         raise ValueError(
             f"model.interpolation: 'none' needs a 2D decoder (topology 2d or 3to2d), but topology "
