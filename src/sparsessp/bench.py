@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sparsessp.config import Config
+from sparsessp.design import sparse_depth
 from sparsessp.errors import UserError
 
 INFER_VOLUME = (64, 232, 344)
@@ -60,7 +61,7 @@ def count_macs(model: Any, cfg: Config, device: str) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     d, h, w = cfg.data.patch
-    x = torch.randn(1, 1, d // cfg.data.sparse_ratio, h, w, device=device)
+    x = torch.randn(1, 1, sparse_depth(d, cfg.data.sparse_ratio), h, w, device=device)
     t = torch.zeros(1, dtype=torch.long, device=device)
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -88,7 +89,7 @@ def measure(name: str, cfg: Config, device: str, timing: bool, repeats: int) -> 
         d, h, w = cfg.data.patch
         r = cfg.data.sparse_ratio
         b = cfg.train.batch_size
-        x = torch.randn(b, 1, d // r, h, w, device=device)
+        x = torch.randn(b, 1, sparse_depth(d, r), h, w, device=device)
         y = torch.randn(b, 1, d, h, w, device=device)
         tasks = torch.arange(b, device=device) % cfg.num_tasks
         opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)

@@ -18,8 +18,9 @@ HELP = "train + evaluate a grid of configs (paper tables, --axis products) with 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from sparsessp.grids import GRIDS
 
-    parser.add_argument("--config", type=Path, action="append", default=[], metavar="FILE",
-                        help="config file: each is one variant, or the base of --grid / --axis (repeatable)")
+    parser.add_argument("--config", type=Path, action="extend", nargs="+", default=[], metavar="FILE",
+                        help="config files (several, e.g. a shell glob): each is one variant, "
+                        "or the base of --grid / --axis (repeatable)")
     parser.add_argument("--grid", choices=list(GRIDS), help="a named grid over the base config (the paper's tables)")
     parser.add_argument("--axis", action="append", default=[], metavar="KEY=[V1,V2,...]",
                         help="vary KEY over a YAML list; several --axis make a product, e.g. data.sparse_ratio=[2,4,8]")
