@@ -93,6 +93,12 @@ class ModelConfig(_Section):
     topology: Literal["3d", "2d", "3to2d", "2to3d"] = "3to2d"
     interpolation: Literal["prefix", "postfix", "none"] = "prefix"
     prefix_mode: Literal["nearest", "trilinear", "aligned"] = "nearest"
+    postfix_placement: Literal["output", "features"] = Field(
+        "output",
+        description="postfix only; output (the paper's): the head maps to the output grid at depth D/r, then a "
+        "ConvTranspose3d (kernel = stride = (r, 1, 1)) up-samples that output; features (ours): up-sample the "
+        "3D decoder's last feature before the head, or map a 2D head's D/r channels to D by a 1x1 conv",
+    )
     projection: Literal["3d", "2d"] = "3d"
     conditioning: str = "condnet"
     backbone: str = "unet"
@@ -102,7 +108,11 @@ class ModelConfig(_Section):
     embed_dim: int = Field(256, ge=1, description="upsample embedding dimension U of 2D features")
     projection_kernel: int = Field(1, ge=1, description="kernel size of the projection convs in 2D (odd)")
     norm: Literal["batch", "instance"] = "batch"
-    conditioning_options: dict[str, Any] = Field(default_factory=dict)
+    conditioning_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="mechanism options; tsn: style adain (the paper's / official TSNs', default) or film (ours), "
+        "latent_dim, mapping_layers",
+    )
 
     @field_validator("channels")
     @classmethod
