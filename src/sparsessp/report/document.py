@@ -7,7 +7,7 @@ import base64
 from collections.abc import Sequence
 from pathlib import Path
 
-from sparsessp.report.tables import html_table, html_text, markdown_table
+from sparsessp.report.tables import grouped_headers, html_table, html_text, markdown_table
 
 _STYLE = (
     "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;margin:8px 0}"
@@ -33,8 +33,9 @@ class Document:
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]],
               groups: Sequence[tuple[str, int]] | None = None) -> None:
-        """A table; ``groups`` (label, column count) adds a spanning header row above the HTML table's header."""
-        self.md.append(markdown_table(headers, rows))
+        """A table; ``groups`` (label, column count) adds a spanning header row above the HTML table's header
+        and prefixes the Markdown headers with their group's label."""
+        self.md.append(markdown_table(grouped_headers(headers, groups), rows))
         self.html.append(html_table(headers, rows, groups))
 
     def image(self, path: Path, alt: str) -> None:

@@ -153,7 +153,7 @@ def r2_plot(rows: Sequence[Result], path: Path, paper_rows: Mapping[tuple[str, .
         xs, ys = ours.setdefault(" ".join(_key(r)) or "base", ([], []))
         xs.append(float(r["ratio"]))
         ys.append(float(r["overall"]["R2"]))
-    panels = [("ours (SynthCell or your data)" if paper_rows else "ours", ours)]
+    panels = [("ours", ours)]
     if paper_rows:
         theirs: dict[str, tuple[list[float], list[float]]] = {}
         for key in dict.fromkeys(tuple(_key(r)[: len(grid.columns)]) for r in rows):

@@ -24,6 +24,14 @@ def markdown_table(headers: Sequence[object], rows: Sequence[Sequence[object]]) 
     return "\n".join(lines)
 
 
+def grouped_headers(headers: Sequence[str], groups: Sequence[tuple[str, int]] | None) -> list[str]:
+    """Headers with their group's label in front (``r = 2 MSE``): a one-row header carrying a two-row one."""
+    if not groups:
+        return list(headers)
+    labels = [label for label, span in groups for _ in range(span)]
+    return [f"{label} {h}" if label else h for label, h in zip(labels, headers)]
+
+
 def html_text(text: object) -> str:
     """Escape text for HTML, keeping Markdown ``**bold**`` as ``<b>``."""
     return _BOLD.sub(r"<b>\1</b>", html.escape(str(text)))
