@@ -111,8 +111,7 @@ def bench_training(body: str, precisions: list[str], steps: int, rounds: int) ->
     }
     runs = {p: TrainRun(body, p, weights, batch) for p in precisions}
     outputs = {p: run.output() for p, run in runs.items()}
-    for run in runs.values():  # warm-up: oneDNN builds its kernels on the first calls
-        run.step()
+    for run in runs.values():  # warm-up: oneDNN builds its kernels on the first call
         run.step()
 
     def timed(run: TrainRun) -> float:
@@ -128,7 +127,7 @@ def bench_training(body: str, precisions: list[str], steps: int, rounds: int) ->
         "rounds": speeds,
         "rel_l2": {p: relative_l2(outputs[p], outputs[reference]) for p in precisions},
         "loss": {p: run.loss for p, run in runs.items()},
-        "steps_each": 2 + steps * rounds,
+        "steps_each": 1 + steps * rounds,
     }
 
 
@@ -204,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bodies", nargs="*", default=["2d", "3to2d", "3d"], choices=["2d", "3to2d", "3d", "2to3d"],
                         help="training bodies to time (none: prediction only)")
-    parser.add_argument("--steps", type=int, default=0, help="steps per timed round (default: 10 for 2d, else 2)")
+    parser.add_argument("--steps", type=int, default=0, help="steps per timed round (default: 5 for 2d, else 1)")
     parser.add_argument("--rounds", type=int, default=4, help="alternating timed rounds per precision")
     parser.add_argument("--predict-shape", type=int, nargs=3, default=[16, 512, 512], metavar=("Z", "Y", "X"))
     parser.add_argument("--no-predict", action="store_true")
@@ -226,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"threads {args.threads}, default precision on this CPU: {default}", flush=True)
     train: dict[str, dict] = {}
     for body in args.bodies:
-        steps = args.steps or (10 if body == "2d" else 2)
+        steps = args.steps or (5 if body == "2d" else 1)
         train[body] = bench_training(body, precisions, steps, args.rounds)
         print(f"train {body}: {train[body]['rounds']}", flush=True)
     predict = None
