@@ -186,13 +186,13 @@ def report(train: dict[str, dict], predict: dict | None, default: str) -> str:
         a, b = res["it_s"]["fp32"], res["it_s"][default]
         target = TARGETS.get(body)
         lines.append(
-            f"| train {body} (it/s) | {a:.2f} | {b:.2f} | {b / a:.2f}x | {f'{target}x' if target else '-'} | "
+            f"| train {body} (it/s) | {a:.3g} | {b:.3g} | {b / a:.2f}x | {f'{target}x' if target else '-'} | "
             f"{res['rel_l2'][default]:.1e} | {res['loss']['fp32']:.4f} / {res['loss'][default]:.4f} |"
         )
     if predict is not None:
         a, b = predict["seconds"]["fp32"], predict["seconds"][default]
         lines.append(
-            f"| predict_volume (s) | {a:.2f} | {b:.2f} | {a / b:.2f}x | {TARGETS['predict']}x | "
+            f"| predict_volume (s) | {a:.3g} | {b:.3g} | {a / b:.2f}x | {TARGETS['predict']}x | "
             f"{predict['rel_l2'][default]:.1e} | - |"
         )
     return "\n".join(lines)
