@@ -1,4 +1,4 @@
-"""fp32 against the default precision on the CPU, side by side in one run: training steps and predict_volume.
+"""fp32 against precision auto (bf16 where native) on the CPU, side by side in one run: training and predict_volume.
 
 Training: the quickstart's widths (channels [16, 32, 64, 128], TSNs, r = 4, batch 8, patch 32 x 64 x 64)
 for the 2d, 3to2d (embed 64) and 3d bodies, through the trainer's own Fabric (``make_fabric``: autocast,
@@ -179,7 +179,7 @@ def bench_predict(precisions: list[str], rounds: int, checkpoint: Path | None, s
 def report(train: dict[str, dict], predict: dict | None, default: str) -> str:
     """The side-by-side table (markdown)."""
     lines = [
-        f"| job | fp32 | {default} (default) | speed-up | target | rel. L2 vs fp32 | loss fp32 / {default} |",
+        f"| job | fp32 | {default} (auto) | speed-up | target | rel. L2 vs fp32 | loss fp32 / {default} |",
         "|---|---|---|---|---|---|---|",
     ]
     for body, res in train.items():

@@ -16,7 +16,7 @@ from sparsessp.errors import UserError
 def test_every_train_precision_value_is_known() -> None:
     values = typing.get_args(TrainConfig.model_fields["precision"].annotation)
     assert set(values) == set(precision.TRAIN_PRECISIONS)
-    assert TrainConfig().precision == "32-true"  # auto is the quickstart's; see precision.py on why not everywhere
+    assert TrainConfig().precision == "32-true"  # see precision.py on why bf16 is not the default
 
 
 @pytest.mark.parametrize(("native", "expected"), [(True, "bf16-mixed"), (False, "32-true")])

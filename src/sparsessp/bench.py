@@ -55,8 +55,13 @@ class BenchResult:
     infer_mem_bytes: int | None = None
 
 
-def timing_precision(cfg: Config) -> str:
-    """The dtype training computes in under ``cfg.train.precision`` (fp32, fp64, bf16 or fp16)."""
+def timing_precision(cfg: Config, device: str = "cpu") -> str:
+    """The dtype training computes in under ``cfg.train.precision`` on ``device`` (fp32, fp64, bf16 or fp16;
+    ``auto`` is bf16 where the device runs it natively, else fp32)."""
+    from sparsessp import precision as precisions
+
+    if cfg.train.precision == "auto":
+        return precisions.best(device)
     return TRAIN_PRECISIONS.get(cfg.train.precision, cfg.train.precision)
 
 
@@ -165,7 +170,7 @@ def measure(name: str, cfg: Config, device: str, phases: tuple[str, ...], repeat
 
     from sparsessp.models.registry import build_model
 
-    prec = timing_precision(cfg)
+    prec = timing_precision(cfg, device)
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     params = sum(p.numel() for p in model.parameters())
