@@ -8,9 +8,10 @@ skeleton, so their outputs are reproduced to float tolerance (tests/test_compat_
   dropped) with ``weights_only=True`` and returns the model in eval mode with ``.config``,
   ``.structures``, ``.sparse_ratio`` and ``.patch``. RepMode's trainer also pickles its argparse
   options; that one class (a plain attribute bag) is allowed so its ``adopted_datasets`` name the tasks.
-- :func:`checkpoint_dict` turns such a model into our checkpoint layout plus ``architecture``
-  (``{"name", "spec"}``); :func:`build_from_checkpoint` rebuilds it (``None`` for our own networks), for
-  :func:`sparsessp.engine.checkpoint.load_model`.
+- :func:`architecture_of` is the ``architecture`` entry (``{"name", "spec"}``) that
+  :func:`sparsessp.engine.checkpoint.imported_state` adds to our checkpoint layout;
+  :func:`build_from_checkpoint` rebuilds such a checkpoint (``None`` for our own networks), for
+  :func:`sparsessp.engine.checkpoint.load_model`. Imports run one way: engine.checkpoint -> compat.
 """
 
 from __future__ import annotations
@@ -177,13 +178,9 @@ def _build(cls: type[CompatModel], spec: dict[str, Any], cfg: Config) -> CompatM
     return cls(spec, route=route, sparse_ratio=cfg.data.sparse_ratio)
 
 
-def checkpoint_dict(model: CompatModel) -> dict[str, Any]:
-    """Our checkpoint layout (``engine.checkpoint.base_state``) for an imported model, plus ``architecture``."""
-    from sparsessp.engine.checkpoint import base_state
-
-    state = base_state(model.config, model.state_dict())
-    state["architecture"] = {"name": model.architecture, "spec": dict(model.spec)}
-    return state
+def architecture_of(model: CompatModel) -> dict[str, Any]:
+    """The ``architecture`` entry (``{"name", "spec"}``) that rebuilds an imported model from a checkpoint."""
+    return {"name": model.architecture, "spec": dict(model.spec)}
 
 
 def build_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module | None:
