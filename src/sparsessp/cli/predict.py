@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--devices", type=int, default=1, metavar="N",
                         help="share files x timepoints over N processes (cuda:0..N-1, or CPU threads split)")
-    parser.add_argument("--max-memory", type=float, default=1.0, metavar="GB",
-                        help="memory for the block buffers; picks the y-x block size (default 1 GB)")
+    parser.add_argument("--max-memory", type=float, default=0.5, metavar="GB",
+                        help="memory for the block buffers; picks the y-x block size (default 0.5 GB)")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                         help="numeric precision of the network (bf16/fp16 where the device supports it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -40,7 +40,7 @@ class PredictOptions:
     resume: bool = False
     device: str | None = None
     devices: int = 1
-    max_memory_gb: float = 1.0
+    max_memory_gb: float = 0.5
     precision: str = "fp32"
 
 
