@@ -264,4 +264,4 @@ def test_large_field_has_no_nan_blocks(tmp_path: Path) -> None:
 
     tl = read_volume(next((tmp_path / "d" / "images").glob("*.ome.tif")), channel=0).volume()
     assert tl.shape == (64, 512, 512)
-    assert (tl.reshape(64, 16, 32, 16, 32) != 0).any(axis=(2, 4)).all(), "a 32 x 32 block of exact zeros"
+    assert not (tl == 0).any(), "exact zeros in the TL (NaN cast to uint16)"

@@ -341,7 +341,9 @@ def _tiff_metadata(tif: Any) -> tuple[PhysicalSizes, list[str], float | None]:
         z = float(meta["spacing"]) * scale if scale is not None and "spacing" in meta else None
         labels = meta.get("Labels")
         channels = int(meta.get("channels", 1))
-        names = [str(v) for v in labels[:channels]] if isinstance(labels, list) and len(labels) == channels else []
+        # ImageJ slice labels run channel-fastest over every plane: the first `channels` name the channels
+        fits = isinstance(labels, list) and len(labels) >= channels and len(labels) % channels == 0
+        names = [str(v) for v in labels[:channels]] if fits else []
         tunit = TIME_UNITS.get(str(meta.get("tunit", "s")).strip().lower(), 1.0)
         interval = meta.get("finterval")
         increment = float(interval) * tunit if isinstance(interval, (int, float)) and interval > 0 else None
@@ -514,6 +516,9 @@ def _open_zarr(path: Path) -> LazyImage:
 
     try:
         node = zarr.open(str(path), mode="r")
+    except Exception:  # no .zgroup / .zarray / zarr.json, or an unreadable one
+        raise InputError(f"{path} is not a readable OME-Zarr: no valid Zarr group or array metadata there") from None
+    try:
         level = None
         if isinstance(node, zarr.Array):
             level, node = path.name, zarr.open_group(str(path.parent), mode="r")

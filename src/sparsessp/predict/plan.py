@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,8 @@ def make_plan(files: list[Path], options: PredictOptions, ratio: int, window: tu
             if existing and options.resume and len(existing) == len(finals):
                 job.done = True
                 skipped.extend(existing)
+                for output in outputs:  # a run killed between finishing an output and tidying up
+                    shutil.rmtree(output.partial, ignore_errors=True)
             elif existing and not (options.overwrite or options.resume):
                 raise UserError(f"{existing[0]} exists; refusing to overwrite it (use --overwrite, or --resume)")
             if not job.done:

@@ -3,17 +3,17 @@
 A unit reads its TL block by block (with the window margin), normalises it with the plan's per-volume
 mean and standard deviation, brings it to the model's sparse z grid, predicts every structure on the
 device (:func:`sparsessp.inference.predict_block`) and writes each finished block to the outputs'
-partial stores. ``devices`` > 1 starts that many processes (spawned, one device each: ``cuda:i``, or
-CPU threads split between them); unit ``k`` goes to process ``k % devices``, so the same unit is
-computed by the same code whatever the count. Peak memory is the block buffers (``max_memory_gb``),
-the model, and one plane of the input: it does not grow with the field or the number of timepoints.
+partial stores. ``devices`` > 1 starts that many processes (spawned, one device each: ``cuda:i``; on a
+CPU each with the parent's thread count); unit ``k`` goes to process ``k % devices``, so the same unit
+is computed by the same code, with the same numbers, whatever the count. Peak memory is the block
+buffers (``max_memory_gb``), the model, and the input planes of one block: it does not grow with the
+field's size or the number of timepoints.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import traceback
 from collections.abc import Iterator
@@ -227,12 +227,16 @@ def _ranges(values: list[int]) -> str:
     return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)  # type: ignore[misc]
 
 
-def _shard(payload: bytes, index: int, count: int, device: str, queue: Any) -> None:
-    """One of ``devices`` > 1 processes: the parent's pickled plan, units ``index::count``, events on ``queue``."""
+def _shard(payload: bytes, index: int, count: int, device: str, threads: int, queue: Any) -> None:
+    """One of ``devices`` > 1 processes: the parent's pickled plan, units ``index::count``, events on ``queue``.
+
+    CPU kernels may round differently with another thread count, so every process uses the parent's:
+    the outputs are then identical to a one-process run (on a CPU, more processes do not run faster).
+    """
     import pickle
 
     try:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // count))
+        torch.set_num_threads(threads)
         plan: Plan = pickle.loads(payload)
         predictor = _Predictor(plan, load_prediction_model(plan.options.model), device)
         progress = _QueueProgress(queue)
@@ -287,8 +291,9 @@ def _run_shards(plan: Plan, device: str, progress: Progress | None) -> None:
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     payload = pickle.dumps(plan)
-    procs = [context.Process(target=_shard, args=(payload, i, count, _worker_device(device, i, count), queue),
-                             daemon=True) for i in range(count)]
+    threads = torch.get_num_threads()
+    procs = [context.Process(target=_shard, args=(payload, i, count, _worker_device(device, i, count), threads,
+                                                  queue), daemon=True) for i in range(count)]
     for proc in procs:
         proc.start()
     running, failure = count, None
