@@ -1,6 +1,11 @@
 """Gaussian sliding-window prediction from a SPARSE transmitted-light volume to the dense 0.29 um grid.
 
-The window is ``(D, H, W)`` on the output (dense) grid and ``(D // r, H, W)`` on the sparse input.
+The window is ``(D, H, W)`` on the output (dense) grid and ``(ceil(D / r), H, W)`` on the sparse input, for
+any ratio r: a sparse window starting at sparse plane s gives dense planes ``s*r .. s*r + D - 1``, and n sparse
+planes give ``n * r`` dense planes (sparse plane k at k*r). Along z the starts tile the n sparse planes with
+windows of ``D // r`` whole r-plane cells (= ``D / r`` when r divides D, the released case); when r does not
+divide D a window's last sparse plane covers only part of its cell, so one edge-copied sparse plane is
+appended for the last window to reach plane ``n * r - 1``, and what it predicts past that is cropped.
 Window starts follow the released evaluation (the same positions as MONAI's ``dense_patch_slices``):
 per axis an interval ``int(w * (1 - overlap))``, starts ``0, interval, 2 * interval, ...`` until a window
 reaches the end, the last one clamped to end exactly at the volume's end. Along z the starts are computed
@@ -33,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sparsessp.design import sparse_depth
 from sparsessp.errors import InputError
 from sparsessp.structures import TARGET_VOXEL_UM
 
@@ -116,21 +122,14 @@ def _batched(items: Iterator[tuple[int, int, int]], size: int) -> Iterator[list[
         yield batch
 
 
-def sparse_window_depth(depth: int, sparse_ratio: int) -> int:
-    """Sparse slices in a dense window of ``depth`` (the window's input depth)."""
-    if sparse_ratio < 1 or depth % sparse_ratio:
-        raise ValueError(f"window depth {depth} must be a positive multiple of the sparse ratio {sparse_ratio}")
-    return depth // sparse_ratio
-
-
 @dataclass(frozen=True)
 class WindowGrid:
-    """Where the windows of a sparse ``(Z/r, Y, X)`` volume go, on the zero-padded grid.
+    """Where the windows of a sparse ``(n, Y, X)`` volume go, on the padded grid (module docstring).
 
-    Volumes smaller than the window are padded symmetrically (whole sparse slices along z); ``starts``
-    are the padded grid's window starts (z on the dense grid). The grid depends only on the volume's
-    shape, so block-wise prediction (:func:`predict_block`) places exactly the windows a whole-volume
-    prediction would, and their sums agree.
+    Volumes smaller than the window are zero-padded symmetrically (whole sparse slices along z); when r
+    does not divide D one edge-copied sparse plane follows (``extra``). ``starts`` are the padded grid's
+    window starts (z on the dense grid). The grid depends only on the volume's shape, so block-wise
+    prediction (:func:`predict_block`) places exactly the windows a whole-volume prediction would.
     """
 
     shape: tuple[int, int, int]
@@ -141,7 +140,16 @@ class WindowGrid:
 
     @property
     def in_depth(self) -> int:
-        return sparse_window_depth(self.window[0], self.ratio)
+        return sparse_depth(self.window[0], self.ratio)
+
+    @property
+    def extra(self) -> int:
+        """1 when r does not divide D: the edge-copied sparse plane the last window needs."""
+        return int(self.window[0] % self.ratio != 0)
+
+    @property
+    def sparse_padded(self) -> int:
+        return self.shape[0] + sum(self.pads[0]) + self.extra
 
     @property
     def out_depth(self) -> int:
@@ -150,19 +158,23 @@ class WindowGrid:
 
     @property
     def padded_depth(self) -> int:
-        return (self.shape[0] + sum(self.pads[0])) * self.ratio
+        return self.sparse_padded * self.ratio
 
 
 def window_grid(shape: Sequence[int], window: Sequence[int], sparse_ratio: int, overlap: float = 0.5) -> WindowGrid:
     """The :class:`WindowGrid` of a sparse volume of ``shape`` for a dense ``window`` ``(D, H, W)``."""
     r = int(sparse_ratio)
     depth, height, width = (int(w) for w in window)
-    in_depth = sparse_window_depth(depth, r)
+    if r < 1 or depth < r:
+        raise ValueError(f"the sparse ratio must be at least 1 and at most the window depth {depth}, got {r}")
+    in_depth = sparse_depth(depth, r)
+    cells = depth // r  # sparse planes whose r dense planes a window covers whole
     zs, ys, xs = (int(s) for s in shape)
     pads = (_symmetric_pad(zs, in_depth), _symmetric_pad(ys, height), _symmetric_pad(xs, width))
     padded = [size + lo + hi for size, (lo, hi) in zip((zs, ys, xs), pads)]
+    padded[0] += int(depth % r != 0)
     starts = (
-        tuple(s * r for s in window_starts(padded[0], in_depth, overlap)),
+        tuple(s * r for s in window_starts(padded[0] - (in_depth - cells), cells, overlap)),
         tuple(window_starts(padded[1], height, overlap)),
         tuple(window_starts(padded[2], width, overlap)),
     )
@@ -177,8 +189,7 @@ def block_bytes(grid: WindowGrid, block: tuple[int, int], window_batch: int = 4)
     """
     depth, height, width = grid.window
     region = (block[0] + 2 * height) * (block[1] + 2 * width)
-    sparse_depth = grid.shape[0] + sum(grid.pads[0])
-    voxels = 2 * grid.padded_depth * region + sparse_depth * region + grid.out_depth * block[0] * block[1]
+    voxels = 2 * grid.padded_depth * region + grid.sparse_padded * region + grid.out_depth * block[0] * block[1]
     voxels += window_batch * (depth + grid.in_depth) * height * width
     return 4 * voxels
 
@@ -249,8 +260,7 @@ def predict_block(
     ry0, ry1 = ys_pad[0], ys_pad[-1] + height
     rx0, rx1 = xs_pad[0], xs_pad[-1] + width
     zs, ys, xs = grid.shape
-    sparse_depth = zs + sum(grid.pads[0])
-    region = torch.zeros((sparse_depth, ry1 - ry0, rx1 - rx0), dtype=torch.float32, device=device)
+    region = torch.zeros((grid.sparse_padded, ry1 - ry0, rx1 - rx0), dtype=torch.float32, device=device)
     src_y = slice(max(ry0 - py0, 0), min(ry1 - py0, ys))
     src_x = slice(max(rx0 - px0, 0), min(rx1 - px0, xs))
     data = torch.as_tensor(read(src_y, src_x), dtype=torch.float32)
@@ -260,6 +270,8 @@ def predict_block(
         src_x.start + px0 - rx0 : src_x.stop + px0 - rx0,
     ] = data.to(device)
     del data
+    if grid.extra:
+        region[-1] = region[-2]
     out = torch.zeros((grid.padded_depth, ry1 - ry0, rx1 - rx0), dtype=torch.float32, device=device)
     norm = torch.zeros_like(out)
     weights = weights.to(device)
@@ -305,7 +317,7 @@ def sliding_window(
 ) -> torch.Tensor:
     """Predict the dense ``(1, 1, Z, Y, X)`` volume from a sparse ``(1, 1, Z/r, Y, X)`` one.
 
-    ``window`` is ``(D, H, W)`` on the dense grid (``D`` a multiple of ``sparse_ratio``). Volumes smaller
+    ``window`` is ``(D, H, W)`` on the dense grid (any ``sparse_ratio`` >= 1). Volumes smaller
     than the window are zero-padded (symmetrically, whole sparse slices along z) and cropped back. The
     windows run and are accumulated on ``device`` (default: the model's parameters' device, else the
     volume's) under ``precision`` (:mod:`sparsessp.precision`); the result comes back to the volume's
