@@ -232,3 +232,37 @@ def test_predict_refuses_existing_output(tiny: dict[str, Path], tmp_path: Path,
     assert (out / "a_lamin_b1.ome.tif").read_bytes() == b"keep me"
     assert main([*argv, "--overwrite"]) == 0
     assert read_volume(out / "a_lamin_b1.ome.tif").data.shape == (1, 16, 16, 16)
+
+
+def _zscore(volume: np.ndarray) -> np.ndarray:
+    volume = volume.astype(np.float64)
+    return ((volume - volume.mean()) / volume.std()).astype(np.float32)
+
+
+def test_metrics_json_matches_an_independent_recomputation(tiny: dict[str, Path]) -> None:
+    """Every volume re-predicted through the public API and scored with sklearn's formulas written out here."""
+    import sparsessp
+
+    assert main(["evaluate", "--run", str(tiny["run"])]) == 0
+    result = json.loads((tiny["run"] / "metrics.json").read_text())
+    model = sparsessp.load_model(tiny["ckpt"])
+    scores: dict[str, list[tuple[float, float, float]]] = {}
+    for structure, index in (("dna", 0), ("dna", 1), ("lamin_b1", 0)):
+        raw = tifffile.imread(tiny["data"] / "images" / f"{structure}_{index}.ome.tif")
+        assert raw.shape == (2, 10, 18, 20)
+        tl, target = _zscore(raw[0]), _zscore(raw[1]).astype(np.float64)
+        pred = sparsessp.predict_volume(model, tl, structure, z_step_um=0.29)  # dense TL: sampled every r-th slice
+        assert pred.shape[1:] == target.shape[1:] and pred.shape[0] >= target.shape[0]
+        p = pred[: target.shape[0]].astype(np.float64).ravel()
+        t = target.ravel()
+        mse = float(np.mean((t - p) ** 2))  # sklearn.metrics.mean_squared_error(t, p)
+        mae = float(np.mean(np.abs(t - p)))  # sklearn.metrics.mean_absolute_error(t, p)
+        r2 = 1.0 - float(np.sum((t - p) ** 2)) / float(np.sum((t - t.mean()) ** 2))  # sklearn.metrics.r2_score(t, p)
+        scores.setdefault(structure, []).append((mse, mae, r2))
+    every = [s for values in scores.values() for s in values]
+    for i, key in enumerate(("MSE", "MAE", "R2")):
+        lamin = scores["lamin_b1"][0][i]
+        assert result["per_structure"]["lamin_b1"][key] == pytest.approx(lamin, rel=1e-4, abs=1e-6)
+        dna = np.mean([s[i] for s in scores["dna"]])
+        assert result["per_structure"]["dna"][key] == pytest.approx(dna, rel=1e-4, abs=1e-6)
+        assert result["overall"][key] == pytest.approx(np.mean([s[i] for s in every]), rel=1e-4, abs=1e-6)

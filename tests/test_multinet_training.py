@@ -120,3 +120,16 @@ def test_training_one_step_updates_one_member_only(tmp_path: Path) -> None:
         assert main([*argv, *(a for o in sets for a in ("--set", o))]) == 0
     assert len(_changed_members(tmp_path / "run", overrides, config)) == 1
     assert len(_changed_members(tmp_path / "mixed", mixed, config)) > 1  # a mixed batch of 2 touches two members
+
+
+def test_per_task_batches_resume_exactly_mid_epoch(tmp_path: Path) -> None:
+    config = tiny_train_config(tmp_path, STRUCTURES, seed=0, samples_per_epoch=12, val_every=100)
+    sets = [a for o in MULTINET for a in ("--set", o)]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(["train", "--config", str(config), "--out", str(straight), *sets, "--set", "train.max_steps=5"]) == 0
+    assert main(["train", "--config", str(config), "--out", str(split), *sets, "--set", "train.max_steps=2"]) == 0
+    assert main(["train", "--out", str(split), "--resume", "--set", "train.max_steps=5"]) == 0
+    a = load_checkpoint(straight / "checkpoints" / "last.ckpt")
+    b = load_checkpoint(split / "checkpoints" / "last.ckpt")
+    assert a["step"] == b["step"] == 5
+    assert all(torch.equal(value, b["model"][key]) for key, value in a["model"].items())

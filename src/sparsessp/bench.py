@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsessp.config import Config
+from sparsessp.design import sparse_depth
 from sparsessp.errors import UserError
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def count_macs(model: Any, cfg: Config, device: str) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     d, h, w = cfg.data.patch
-    x = torch.randn(1, 1, d // cfg.data.sparse_ratio, h, w, device=device)
+    x = torch.randn(1, 1, sparse_depth(d, cfg.data.sparse_ratio), h, w, device=device)
     t = torch.zeros(1, dtype=torch.long, device=device)
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -112,7 +113,7 @@ def _train_phase(model: Any, cfg: Config, device: str, prec: str, repeats: int) 
     dtype = torch.float64 if prec == "fp64" else torch.float32
     d, h, w = cfg.data.patch
     r, b = cfg.data.sparse_ratio, cfg.train.batch_size
-    x = torch.randn(b, 1, d // r, h, w, device=device, dtype=dtype)
+    x = torch.randn(b, 1, sparse_depth(d, r), h, w, device=device, dtype=dtype)
     y = torch.randn(b, 1, d, h, w, device=device, dtype=dtype)
     tasks = torch.arange(b, device=device) % cfg.num_tasks
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
@@ -146,7 +147,8 @@ def _infer_phase(model: Any, cfg: Config, device: str, prec: str, repeats: int) 
     model.eval()
     r = cfg.data.sparse_ratio
     z, yy, xx = INFER_VOLUME
-    vol = torch.randn(1, 1, z // r, yy, xx, device=device, dtype=torch.float64 if prec == "fp64" else torch.float32)
+    dtype = torch.float64 if prec == "fp64" else torch.float32
+    vol = torch.randn(1, 1, sparse_depth(z, r), yy, xx, device=device, dtype=dtype)
 
     def infer() -> None:
         with torch.no_grad(), _context(prec, device):

@@ -2,8 +2,11 @@
 
 One code path for one CPU, one GPU and DDP over N devices / M nodes (Fabric launches the processes;
 with ``strategy="ddp"`` it re-runs the command line, with ``"ddp_spawn"`` it spawns :func:`train`'s
-worker, which also works from Python). Each rank reads its shard of every epoch's shuffled order;
-rank 0 alone validates, writes checkpoints and logs.
+worker, which also works from Python). Each rank reads its shard of every epoch's shuffled order
+(mixed batches) or its slice of the step's one-structure batch (``train.batches: per_task``, Multi-Net's
+default: :class:`~sparsessp.engine.sampler.TaskBatchSampler`); rank 0 alone validates, writes checkpoints
+and logs. ``train.init_from`` starts a fresh run from a sparsessp checkpoint's or a released file's weights
+(:func:`sparsessp.models.compat.initial_state_dict`); a resumed run takes ``last.ckpt``'s instead.
 
 Exact resume: ``last.ckpt`` holds the weights, optimiser, grad scaler, epoch, step, each rank's RNG
 states, the data position (epoch, batches done in it, number of ranks) and the epoch's running loss.
