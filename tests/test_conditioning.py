@@ -200,11 +200,12 @@ def test_tgnet_accepts_its_and_dodnet_options() -> None:
 
 
 class _Cfg:
-    """The two fields MultiNet.build_model reads."""
+    """The fields MultiNet.build_model reads for members of our skeleton (``member: sparsessp``)."""
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.num_tasks = T
-        self.model = type("M", (), {"norm": "batch", "conditioning_options": options or {}})()
+        options = {"member": "sparsessp", **(options or {})}
+        self.model = type("M", (), {"norm": "batch", "conditioning_options": options})()
 
 
 def test_multinet_routes_each_sample_to_its_own_network() -> None:

@@ -20,8 +20,8 @@ import numpy as np
 
 from sparsessp.errors import UserError
 from sparsessp.fileio import atomic_write_text
+from sparsessp.report.document import Document
 from sparsessp.report.figures import save_line_plot, save_mip_panel
-from sparsessp.report.tables import html_table, html_text, markdown_table
 
 METRIC_KEYS: tuple[str, ...] = ("MSE", "MAE", "R2", "pearson")
 MIP_COLUMNS: tuple[tuple[str, str], ...] = (("tl", "TL"), ("prediction", "prediction"), ("truth", "truth"))
@@ -55,14 +55,15 @@ class RunResults:
         return out
 
     def ssim(self) -> tuple[dict[str, float], float]:
-        """Mean SSIM per structure and over structures, from ``volumes.csv`` (NaN where absent)."""
+        """Mean SSIM per structure and over all volumes (as ``overall``), from ``volumes.csv`` (NaN where absent)."""
         groups: dict[str, list[float]] = {}
         for row in self.volumes:
             value = _number(row.get("SSIM"))
             if not math.isnan(value):
                 groups.setdefault(row["structure"], []).append(value)
         per = {name: float(np.mean(v)) for name, v in groups.items()}
-        return per, float(np.mean(list(per.values()))) if per else float("nan")
+        every = [v for values in groups.values() for v in values]
+        return per, float(np.mean(every)) if every else float("nan")
 
 
 def _number(value: object) -> float:
@@ -131,39 +132,7 @@ def mip_rows(run: RunResults) -> list[tuple[str, list[tuple[str, np.ndarray, np.
     return rows
 
 
-class _Doc:
-    """A report built once as blocks and rendered to both Markdown and HTML."""
-
-    def __init__(self) -> None:
-        self.md: list[str] = []
-        self.html: list[str] = []
-
-    def heading(self, level: int, text: str) -> None:
-        self.md.append(f"{'#' * level} {text}")
-        self.html.append(f"<h{level}>{html_text(text)}</h{level}>")
-
-    def para(self, text: str) -> None:
-        self.md.append(text)
-        self.html.append(f"<p>{html_text(text)}</p>")
-
-    def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        self.md.append(markdown_table(headers, rows))
-        self.html.append(html_table(headers, rows))
-
-    def image(self, file: str, alt: str) -> None:
-        self.md.append(f"![{alt}]({file})")
-        self.html.append(f'<p><img src="{html_text(file)}" alt="{html_text(alt)}" style="max-width:100%"></p>')
-
-    def render(self, title: str) -> tuple[str, str]:
-        md = "\n\n".join(self.md) + "\n"
-        style = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}" \
-                "td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}td:first-child{text-align:left}"
-        page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html_text(title)}</title>"
-                f"<style>{style}</style></head><body>\n" + "\n".join(self.html) + "\n</body></html>\n")
-        return md, page
-
-
-def _run_section(doc: _Doc, run: RunResults, out_dir: Path) -> None:
+def _run_section(doc: Document, run: RunResults, out_dir: Path) -> None:
     doc.heading(2, run.name)
     doc.para(
         f"Folder `{run.path}`; topology {run.setting('model', 'topology')}, conditioning "
@@ -178,8 +147,12 @@ def _run_section(doc: _Doc, run: RunResults, out_dir: Path) -> None:
         for name, vals in run.metrics["per_structure"].items()
     ]
     overall = run.metrics["overall"]
-    rows.append(["**mean over structures**", str(sum(counts.values()) or "?"),
+    rows.append(["**all volumes** (overall, paper)", str(sum(counts.values()) or "?"),
                  *(_fmt(overall.get(k)) for k in METRIC_KEYS), _fmt(ssim_all)])
+    if "per_structure_mean" in run.metrics:
+        rows.append(["**mean over structures**", str(sum(counts.values()) or "?"),
+                     *(_fmt(run.metrics["per_structure_mean"].get(k)) for k in METRIC_KEYS),
+                     _fmt(np.mean(list(ssim_ps.values())) if ssim_ps else None)])
     doc.table(["structure", "volumes", *METRIC_KEYS, "SSIM"], rows)
     if run.improvement:
         doc.para(f"Relative improvement (%) over the Multi-Net baseline `{run.improvement.get('baseline', '?')}` "
@@ -187,12 +160,12 @@ def _run_section(doc: _Doc, run: RunResults, out_dir: Path) -> None:
         keys = [k for k in METRIC_KEYS if k in run.improvement.get("overall", {})]
         gain_rows = [[name, *(_fmt(v.get(k)) for k in keys)]
                      for name, v in run.improvement.get("per_structure", {}).items()]
-        gain_rows.append(["**mean over structures**", *(_fmt(run.improvement["overall"].get(k)) for k in keys)])
+        gain_rows.append(["**all volumes** (overall, paper)", *(_fmt(run.improvement["overall"].get(k)) for k in keys)])
         doc.table(["structure", *(f"Δ{k} %" for k in keys)], gain_rows)
     rows_mip = mip_rows(run)
     if rows_mip:
-        file = f"{run.name}_mips.png"
-        save_mip_panel(out_dir / file, rows_mip, title=f"{run.name}: max-intensity projections (z-scores)")
+        file = save_mip_panel(out_dir / f"{run.name}_mips.png", rows_mip,
+                              title=f"{run.name}: max-intensity projections (z-scores)")
         doc.image(file, f"{run.name}: TL, prediction and truth")
 
 
@@ -204,11 +177,11 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     _unique_names(runs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = _Doc()
+    doc = Document()
     doc.heading(1, "sparsessp report")
     doc.para(f"Split `{split}`. Every number below is read from the runs' `metrics.json` and "
              "`evaluation/` files; predictions and targets are z-scores.")
-    doc.heading(2, "Overall (means over structures)")
+    doc.heading(2, "Overall (means over all volumes, as the paper's \"All\")")
     summary = []
     for run in runs:
         _, ssim_all = run.ssim()
@@ -226,9 +199,9 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
             xs, ys = series.setdefault(label, ([], []))
             xs.append(float(run.setting("data", "sparse_ratio")))
             ys.append(_number(run.metrics["overall"].get("R2")))
-        save_line_plot(out_dir / "r2_vs_sparsity.png", series, "sparse ratio r", "R2 (mean over structures)",
-                       title="R2 against sparsity")
-        doc.image("r2_vs_sparsity.png", "R2 against sparse ratio")
+        plot = save_line_plot(out_dir / "r2_vs_sparsity.png", series, "sparse ratio r", "R2 (mean over all volumes)",
+                              title="R2 against sparsity")
+        doc.image(plot, "R2 against sparse ratio")
     for run in runs:
         _run_section(doc, run, out_dir)
     md, page = doc.render("sparsessp report")
