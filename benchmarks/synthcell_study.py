@@ -30,9 +30,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = ["model.channels=[16,16,16,16]", "model.embed_dim=64", "data.patch=[16,64,64]", "train.batch_size=4",
-        "train.max_minutes=null", "train.epochs=100000", "train.val_every=100000", "train.val_volumes=1"]
+        "train.max_minutes=null", "train.epochs=100000", "train.val_every=100000", "train.val_volumes=1",
+        "train.precision=32-true"]
 """Tiny widths for every cell: 16 channels per level, 16 x 64 x 64 patches (level depths 16/8/4/2 split the
-16 channels in 2-to-3D's 3D projection), batch 4; no wall-clock cap; one validation, at the end."""
+16 channels in 2-to-3D's 3D projection), batch 4; no wall-clock cap; one validation, at the end; fp32 (CPU bf16
+backward can give non-finite gradients in small 3D MoDE layers, see benchmarks/RESULTS.md)."""
 SMOKE = ["data.root=data/synthcell-smoke", "data.synthcell.size=[16,64,64]", "data.synthcell.count=3",
          "data.structures=[dna,lamin_b1,tom20]", "data.samples_per_epoch=8", "data.patch=[16,32,32]"]
 """A small dataset and patch for ``--smoke`` (the pipeline check)."""
