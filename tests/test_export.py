@@ -112,7 +112,9 @@ def test_export_writes_packages_that_bioimageio_tests_as_passed(
     assert np.abs(packaged - other).max() > 1e-3
 
 
-def test_export_refuses_a_file_that_is_not_a_sparsessp_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_refuses_a_file_that_is_not_a_sparsessp_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, fake)
     out = tmp_path / "bmz"
