@@ -161,6 +161,11 @@ window borders. sparsessp itself blends overlapping windows with a Gaussian weig
 
 The test input is a simulated SynthCell field of view; the test output is this model's prediction for it.
 
+## Weights
+
+`torchscript` needs only PyTorch. `pytorch_state_dict` needs the sparsessp package, which rebuilds the network
+(`sparsessp.export.network.fixed_task_network`) from the stored config.
+
 ## Citation
 
 {PAPER}. {PAPER_URL}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,6 @@ class Request:
     translate: tuple[float, float, float] = (0.0, 0.0, 0.0)
     source: str = "TL"
     device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def request_from_layer(layer: Any, structures: Sequence[str], z_step_um: float, device: str = "cpu") -> Request:
