@@ -158,3 +158,22 @@ def test_paper_size_backbones_forward(name: str) -> None:
     with torch.no_grad():
         y = model(torch.randn(1, 1, 4, 128, 128), torch.tensor([3]))
     assert y.shape == (1, 1, 32, 128, 128)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "swin_tiny", "vit_tiny"])
+def test_every_stage_of_the_backbone_is_used_and_counted(name: str) -> None:
+    """The encoder holds the whole timm feature extractor (last stage included) and every stage gets a gradient."""
+    torch.manual_seed(0)
+    model = build_model(small_config(name, "2d", "model.conditioning=tsn"))
+    encoder = model.body.encoder
+    size = {"img_size": (64, 64), "strict_img_size": False} if name == "swin_tiny" else {}
+    size = {"img_size": (64, 64)} if name == "vit_tiny" else size
+    full = timm.create_model(TIMM_BACKBONES[name].timm_name, pretrained=False, in_chans=8, num_classes=0, **size)
+    final_norm = sum(p.numel() for n, p in full.named_parameters() if n.startswith(("norm.", "fc_norm.")))
+    kept = sum(p.numel() for p in encoder.backbone.parameters())
+    assert kept == sum(p.numel() for p in full.parameters()) - (final_norm if name != "vit_tiny" else 0)
+    last = {"resnet18": "layer4.", "swin_tiny": "layers.3.", "vit_tiny": "blocks.11."}[name]
+    y = model(torch.randn(2, 1, 4, 64, 64), torch.tensor([0, 1]))
+    (y * torch.randn_like(y)).sum().backward()
+    grads = [p.grad for n, p in encoder.backbone.named_parameters() if n.startswith(last)]
+    assert grads and all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0

@@ -18,7 +18,7 @@ from sparsessp.models.conditioning.condnet import CondNet
 from sparsessp.models.conditioning.dodnet import DoDNet, DynamicHead
 from sparsessp.models.conditioning.multinet import MultiNet, MultiNetwork
 from sparsessp.models.conditioning.tgnet import Tgnet
-from sparsessp.models.conditioning.tsn import TSN
+from sparsessp.models.conditioning.tsn import TSN, AdaIN, EqualLinear, PixelNorm, StyledConv, TaskFiLMNorm
 from sparsessp.models.registry import CONDITIONINGS, resolve
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,6 +39,7 @@ class TinyUNet(nn.Module):
         self.bottleneck = ResBlock(cond, dims, 8, 8, role="bottleneck")
         self.up = Up(dims, 8, 4, 2, cond.norm_kind)
         self.skip = cond.skip(dims, 4, level=0)
+        self.bottom = cond.bottom(dims, 8)
         self.dec = ResBlock(cond, dims, 8, 4, role="decoder")
         self.head = cond.head(dims, 4, cout)
         self.sparse_ratio = 1
@@ -49,7 +50,7 @@ class TinyUNet(nn.Module):
         e = self.enc(x, ctx)
         b = self.bottleneck(self.down(e), ctx)
         ctx.store["bottleneck"] = b
-        d = self.dec(torch.cat([self.skip(e, ctx), self.up(b)], dim=1), ctx)
+        d = self.dec(torch.cat([self.skip(e, ctx), self.up(self.bottom(b, ctx))], dim=1), ctx)
         return self.head(d, ctx)
 
 
@@ -126,12 +127,12 @@ def test_dodnet_head_needs_the_bottleneck_width() -> None:
         module(torch.randn(3, 4, 8, 8), ctx)
 
 
-def test_tsn_conditions_only_the_decoder_and_shares_its_encoder() -> None:
+def test_tsn_conditions_only_the_decoder_and_shares_its_mapping_network() -> None:
     cond = TSN(T)
     enc_norm = cond.norm(3, 4, role="encoder")
     a, b = cond.norm(3, 4, role="decoder"), cond.norm(2, 8, role="decoder")
-    assert not any(isinstance(m, type(a)) for m in enc_norm.modules())
-    assert a.encoder is b.encoder
+    assert isinstance(a, AdaIN) and not any(isinstance(m, AdaIN) for m in enc_norm.modules())
+    assert a.mapping is b.mapping is cond.skip(2, 4, level=0).adain.mapping is cond.bottom(3, 8).adain.mapping
     model = TinyUNet(TSN(T), 2)
     restored = TinyUNet(TSN(T), 2)
     restored.load_state_dict(model.state_dict())
@@ -141,11 +142,49 @@ def test_tsn_conditions_only_the_decoder_and_shares_its_encoder() -> None:
     torch.testing.assert_close(model(x, TASKS), restored(x, TASKS))
 
 
+def test_tsn_is_the_official_mapping_network_and_adain() -> None:
+    """One-hot -> PixelNorm + 8 FC layers of 512 -> style; AdaIN = instance-norm stats, task scale and shift."""
+    cond = TSN(T)
+    layers = [m for m in cond.mapping.net if isinstance(m, EqualLinear)]
+    assert isinstance(cond.mapping.net[0], PixelNorm) and len(layers) == 8
+    assert layers[0].weight.shape == (512, T) and all(m.weight.shape == (512, 512) for m in layers[1:])
+    adain = cond.norm(3, 4, role="decoder")
+    x = torch.randn(3, 4, 4, 5, 6) * 3 + 2
+    ctx = TaskContext(TASKS, T)
+    scale, shift = adain.affine(cond.mapping(F.one_hot(TASKS, T).float())).chunk(2, dim=1)
+    mean = x.mean(dim=(2, 3, 4), keepdim=True)
+    std = (x.var(dim=(2, 3, 4), unbiased=False, keepdim=True) + 1e-5).sqrt()
+    expected = (x - mean) / std * scale.view(3, 4, 1, 1, 1) + shift.view(3, 4, 1, 1, 1)
+    torch.testing.assert_close(adain(x, ctx), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(adain.affine.bias, torch.tensor([1.0] * 4 + [0.0] * 4))
+    assert isinstance(cond.skip(3, 4, level=1), StyledConv) and cond.skip(3, 4, level=1).conv.kernel_size == (1, 1, 1)
+
+
+def test_tsn_mapping_network_runs_once_per_forward() -> None:
+    cond = TSN(T, "batch", {"latent_dim": 16, "mapping_layers": 2})
+    model = TinyUNet(cond, 2)
+    calls = []
+    cond.mapping.register_forward_hook(lambda *_: calls.append(1))
+    model(torch.randn(3, 1, 8, 8), TASKS)
+    assert len(calls) == 1
+
+
+def test_tsn_film_variant_keeps_the_skips_plain() -> None:
+    cond = TSN(T, "batch", {"style": "film"})
+    assert cond.mapping is None and cond.latent_dim == 64
+    assert isinstance(cond.norm(2, 4, role="decoder"), TaskFiLMNorm)
+    assert not any(p.numel() for p in cond.skip(2, 4, level=0).parameters())
+    model = TinyUNet(cond, 2).eval()
+    out = model(torch.randn(1, 1, 8, 8).expand(3, -1, -1, -1), TASKS)
+    assert (out[0] - out[1]).abs().max() > 1e-5
+
+
 @pytest.mark.parametrize(
     ("cls", "options", "message"),
     [
         (CondNet, {"nope": 1}, "no option 'nope'"),
         (TSN, {"latent_dim": 0}, "latent_dim"),
+        (TSN, {"style": "spade"}, "style"),
         (DoDNet, {"head_width": 2.5}, "integer"),
         (Tgnet, {"reduction": "x"}, "reduction"),
     ],
@@ -161,11 +200,12 @@ def test_tgnet_accepts_its_and_dodnet_options() -> None:
 
 
 class _Cfg:
-    """The two fields MultiNet.build_model reads."""
+    """The fields MultiNet.build_model reads for members of our skeleton (``member: sparsessp``)."""
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         self.num_tasks = T
-        self.model = type("M", (), {"norm": "batch", "conditioning_options": options or {}})()
+        options = {"member": "sparsessp", **(options or {})}
+        self.model = type("M", (), {"norm": "batch", "conditioning_options": options})()
 
 
 def test_multinet_routes_each_sample_to_its_own_network() -> None:

@@ -89,9 +89,9 @@ def test_evaluate_writes_metrics_and_report(tiny: dict[str, Path], capsys: pytes
     last = out.strip().splitlines()[-1]
     assert last == f"results: {tiny['run'] / 'metrics.json'}"
     result = json.loads((tiny["run"] / "metrics.json").read_text())
-    assert set(result) == {"overall", "per_structure"}
+    assert list(result) == ["overall", "per_structure_mean", "per_structure"]
     assert set(result["per_structure"]) == set(STRUCTURES)
-    for entry in [result["overall"], *result["per_structure"].values()]:
+    for entry in [result["overall"], result["per_structure_mean"], *result["per_structure"].values()]:
         assert set(entry) == {"MSE", "MAE", "R2", "pearson"}
     with open(tiny["run"] / "evaluation" / "test" / "volumes.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -99,9 +99,13 @@ def test_evaluate_writes_metrics_and_report(tiny: dict[str, Path], capsys: pytes
     assert all(int(r["depth"]) == 10 and int(r["height"]) == 18 and int(r["width"]) == 20 for r in rows)
     dna = np.mean([float(r["MSE"]) for r in rows[:2]])
     assert abs(result["per_structure"]["dna"]["MSE"] - dna) < 1e-6 * max(1.0, dna)
-    overall = np.mean([result["per_structure"][s]["MSE"] for s in STRUCTURES])
-    assert abs(result["overall"]["MSE"] - overall) < 1e-9 * max(1.0, overall)
-    assert "mean over structures" in out and "SSIM" in out and "ΔMSE %" in out
+    for key in ("MSE", "R2"):  # two dna volumes, one lamin_b1: the two means differ
+        every = np.mean([float(r[key]) for r in rows])
+        assert abs(result["overall"][key] - every) < 1e-6 * max(1.0, abs(every))
+        by_structure = np.mean([result["per_structure"][s][key] for s in STRUCTURES])
+        assert abs(result["per_structure_mean"][key] - by_structure) < 1e-9 * max(1.0, abs(by_structure))
+        assert abs(every - by_structure) > 1e-4 * max(1.0, abs(every))
+    assert "all volumes" in out and "mean over structures" in out and "SSIM" in out and "ΔMSE %" in out
     gains = json.loads((tiny["run"] / "evaluation" / "test" / "improvement.json").read_text())
     base = json.loads((tiny["baseline"] / "metrics.json").read_text())
     expected = 100 * (base["overall"]["MSE"] - result["overall"]["MSE"]) / base["overall"]["MSE"]
@@ -198,7 +202,7 @@ def _bad_inputs(tmp_path: Path, tiny: dict[str, Path]) -> list[tuple[list[str], 
         ([str(good), str(nan_file), "--model", ckpt, "--structures", "dna"], "NaN"),
         ([str(good), "--model", str(foreign), "--structures", "dna"], "not a sparsessp checkpoint"),
         ([str(good), "--model", str(pickled), "--structures", "dna"], "pickle"),
-        ([str(good), "--model", str(other), "--structures", "dna"], ""),
+        ([str(good), "--model", str(other), "--structures", "dna"], "holds weights of a different model"),
         ([str(tmp_path / "nope.tif"), "--model", ckpt, "--structures", "dna"], "not found"),
         ([str(tiny["base"] / "run" / "checkpoints"), "--model", ckpt, "--structures", "dna"], "no image files"),
     ]

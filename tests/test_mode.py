@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from sparsessp.config import load_config
 from sparsessp.errors import ConfigError
@@ -193,10 +193,11 @@ def test_repmode_factory_builds_mode_convolutions_everywhere() -> None:
     conv = cond.conv(3, 4, 8, 3, role="encoder")
     assert isinstance(conv, MoDEConv) and conv.kernel_size == 5 and conv.dims == 3
     transform = cond.conv(2, 16, 8, 1, role="transform")
-    assert isinstance(transform, MoDEConv) and transform.kernel_size == 5
+    assert not isinstance(transform, MoDEConv) and transform.module.kernel_size == (1, 1)
+    assert cond.conv(2, 16, 8, 5, role="transform").kernel_size == 5
     assert cond.conv(2, 4, 4, 7, role="decoder").kernel_size == 7
     head = cond.head(2, 8, 16)
-    assert isinstance(head, MoDEConv) and head.cout == 16 and head.dims == 2
+    assert isinstance(head, MoDEConv) and head.cout == 16 and head.dims == 2 and head.kernel_size == 5
     options = RepMode(T, "batch", {"kernel_size": 3, "route": "grouped", "cache_tasks": 1})
     layer = options.conv(3, 2, 2, 3, role="bottleneck")
     assert (layer.kernel_size, layer.route, layer.cache_tasks) == (3, "grouped", 1)
@@ -249,3 +250,32 @@ def test_repmode_network_trains_and_predicts_each_sample_with_its_task(topology:
         same = model(x[:1].expand(3, -1, -1, -1, -1), tasks)
     assert torch.allclose(batch, alone, atol=1e-5)
     assert (same[0] - same[1]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("projection", ["3d", "2d"])
+@pytest.mark.parametrize("topology", ["3to2d", "2to3d"])
+def test_repmode_hybrid_projections_keep_kernel_one(topology: str, projection: str) -> None:
+    """The paper's projection is a kernel-size-1 conv; under RepMode it must not become a 5x5(x5) MoDE."""
+    from sparsessp.models.registry import build_model
+    from sparsessp.models.transforms import ChannelToDepth, DepthToChannel
+
+    cfg = load_config(
+        None,
+        [
+            "model.conditioning=repmode",
+            f"model.topology={topology}",
+            f"model.projection={projection}",
+            "model.channels=[4, 4, 8]",
+            "model.embed_dim=8",
+            "data.patch=[4, 16, 16]",
+            "data.sparse_ratio=2",
+        ],
+    )
+    model = build_model(cfg)
+    bridges = [m for m in model.modules() if isinstance(m, DepthToChannel | ChannelToDepth)]
+    assert len(bridges) == 3
+    for bridge in bridges:
+        convs = [m for m in bridge.modules() if isinstance(m, nn.Conv2d | nn.Conv3d | MoDEConv)]
+        assert len(convs) == 1 and not isinstance(convs[0], MoDEConv)
+        assert set(convs[0].kernel_size) == {1}
+    assert any(isinstance(m, MoDEConv) and m.kernel_size == 5 for m in model.body.decoder.modules())

@@ -227,17 +227,35 @@ def test_prefix_trilinear_matches_interpolate_and_keeps_constants() -> None:
         PrefixInterpolation(2, "cubic")
 
 
-def test_postfix_modules_are_learnable_depth_upsamplers() -> None:
-    m3 = build_model(load_config(None, overrides("3d", "postfix", "3d", 4)))
-    deconv = m3.postfix.up[0]
-    assert isinstance(deconv, nn.ConvTranspose3d)
+@pytest.mark.parametrize("topology", ["3d", "2to3d", "2d", "3to2d"])
+def test_postfix_deconvolves_the_output_as_the_paper(topology: str) -> None:
+    """Paper placement: head -> (B, 1, D/r, H, W) on the output grid, then ConvTranspose3d(1, 1, (r,1,1))."""
+    model = build_model(load_config(None, overrides(topology, "postfix", "3d", 4)))
+    deconv = model.output_postfix.deconv
+    assert isinstance(deconv, nn.ConvTranspose3d) and model.postfix is None
+    assert (deconv.in_channels, deconv.out_channels) == (1, 1)
     assert deconv.kernel_size == (4, 1, 1) and deconv.stride == (4, 1, 1)
-    m2 = build_model(load_config(None, overrides("2d", "postfix", "3d", 4)))
+    head = model.head.module
+    assert head.out_channels == (1 if topology in ("3d", "2to3d") else 2)
+    seen: list[torch.Size] = []
+    deconv.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape))
+    run_forward_backward(model)
+    assert seen == [torch.Size([2, 1, 2, 16, 16])]
+
+
+def test_postfix_at_the_features_is_our_variant() -> None:
+    m3 = build_model(load_config(None, overrides("3d", "postfix", "3d", 4, "model.postfix_placement=features")))
+    deconv = m3.postfix.up[0]
+    assert isinstance(deconv, nn.ConvTranspose3d) and m3.output_postfix is None
+    assert deconv.kernel_size == (4, 1, 1) and deconv.stride == (4, 1, 1)
+    m2 = build_model(load_config(None, overrides("2d", "postfix", "3d", 4, "model.postfix_placement=features")))
     assert isinstance(m2.postfix.conv, nn.Conv2d)
     assert (m2.postfix.conv.in_channels, m2.postfix.conv.out_channels) == (2, 8)
     assert m2.head.module.out_channels == 2
+    run_forward_backward(m3)
+    run_forward_backward(m2)
     m_none = build_model(load_config(None, overrides("2d", "none", "3d", 4)))
-    assert m_none.postfix is None and m_none.prefix is None
+    assert m_none.postfix is None and m_none.output_postfix is None and m_none.prefix is None
     assert m_none.head.module.out_channels == 8
 
 

@@ -67,10 +67,38 @@ class DataConfig(_Section):
         return self
 
 
+ARCHITECTURE_OPTIONS: dict[str, dict[str, int]] = {
+    "sparsessp": {},
+    "fnet": {"mult_chan": 32, "depth": 4},
+    "repmode": {"mult_chan": 32, "kernel_size": 5},
+    "sparsessp-released": {"mult_chan": 32, "decoder_mult_chan": 64, "kernel_size": 5},
+}
+"""``model.architecture`` values and their ``model.architecture_options`` with the released (full-size)
+defaults: pytorch_fnet depth 4 from 32 channels; RepMode 3D 32 ... 512; the released SparseSSP encoder
+32 ... 256, bottleneck 512, skip gates to 64 ... 512, decoder 512 ... 64; MoDE kernels 5."""
+
+
+def architecture_levels(name: str, options: dict[str, int]) -> int:
+    """Down-samplings of a released architecture (patch sizes must be multiples of 2 ** levels)."""
+    return int(options["depth"]) if name == "fnet" else 4
+
+
 class ModelConfig(_Section):
+    architecture: Literal["sparsessp", "fnet", "repmode", "sparsessp-released"] = Field(
+        "sparsessp",
+        description="sparsessp: our design-space skeleton (the keys below); the others: released networks, sized by "
+        "architecture_options, which ignore the design-space keys",
+    )
+    architecture_options: dict[str, int] = Field(default_factory=dict)
     topology: Literal["3d", "2d", "3to2d", "2to3d"] = "3to2d"
     interpolation: Literal["prefix", "postfix", "none"] = "prefix"
     prefix_mode: Literal["nearest", "trilinear", "aligned"] = "nearest"
+    postfix_placement: Literal["output", "features"] = Field(
+        "output",
+        description="postfix only; output (the paper's): the head maps to the output grid at depth D/r, then a "
+        "ConvTranspose3d (kernel = stride = (r, 1, 1)) up-samples that output; features (ours): up-sample the "
+        "3D decoder's last feature before the head, or map a 2D head's D/r channels to D by a 1x1 conv",
+    )
     projection: Literal["3d", "2d"] = "3d"
     conditioning: str = "condnet"
     backbone: str = "unet"
@@ -80,7 +108,11 @@ class ModelConfig(_Section):
     embed_dim: int = Field(256, ge=1, description="upsample embedding dimension U of 2D features")
     projection_kernel: int = Field(1, ge=1, description="kernel size of the projection convs in 2D (odd)")
     norm: Literal["batch", "instance"] = "batch"
-    conditioning_options: dict[str, Any] = Field(default_factory=dict)
+    conditioning_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="mechanism options; tsn: style adain (the paper's / official TSNs', default) or film (ours), "
+        "latent_dim, mapping_layers",
+    )
 
     @field_validator("channels")
     @classmethod
@@ -88,6 +120,22 @@ class ModelConfig(_Section):
         if len(v) < 2 or min(v) < 1:
             raise ValueError("give at least two positive channel counts (levels = len(channels))")
         return v
+
+    @model_validator(mode="after")
+    def _architecture_options(self) -> ModelConfig:
+        allowed = ARCHITECTURE_OPTIONS[self.architecture]
+        unknown = sorted(set(self.architecture_options) - set(allowed))
+        if unknown:
+            known = ", ".join(allowed) or "none"
+            raise ValueError(f"architecture_options: {self.architecture} has no option {unknown[0]!r} (known: {known})")
+        for key, value in self.architecture_options.items():
+            if value < 1:
+                raise ValueError(f"architecture_options.{key}: expected an integer >= 1, got {value}")
+        return self
+
+    def architecture_spec(self) -> dict[str, int]:
+        """``architecture_options`` over the released defaults of ``architecture``."""
+        return {**ARCHITECTURE_OPTIONS[self.architecture], **self.architecture_options}
 
     @property
     def levels(self) -> int:
@@ -117,6 +165,14 @@ class TrainConfig(_Section):
     num_nodes: int = Field(1, ge=1)
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     checkpoint_every: int | None = Field(None, ge=1, description="steps between last.ckpt writes")
+    batches: Literal["auto", "mixed", "per_task"] = Field(
+        "auto",
+        description="per_task: each step one structure's full batch (the paper's Multi-Net, trained per structure); "
+        "mixed: shuffled samples of all structures; auto: per_task for multinet, mixed otherwise",
+    )
+    init_from: Path | None = Field(
+        None, description="start from these weights: a sparsessp checkpoint or a released .pth (weights-only read)"
+    )
     deterministic: bool = False
 
 
@@ -135,14 +191,37 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _design_space(self) -> Config:
+        if self.model.architecture != "sparsessp":
+            self._check_released_architecture()
+            return self
         from sparsessp.models.validate import check_model_config
 
         check_model_config(self.model, self.data)
         return self
 
+    def _check_released_architecture(self) -> None:
+        """Sizes a released network needs: patch multiples of its down-sampling, depth a multiple of r."""
+        name, spec = self.model.architecture, self.model.architecture_spec()
+        multiple = 2 ** architecture_levels(name, spec)
+        patch, r = self.data.patch, self.data.sparse_ratio
+        if any(size % multiple for size in patch):
+            raise ValueError(f"data.patch {list(patch)}: model.architecture {name} needs multiples of {multiple}")
+        if patch[0] % r:
+            raise ValueError(
+                f"data.patch depth {patch[0]} must be a multiple of data.sparse_ratio {r} for model.architecture "
+                f"{name} (it resamples the sparse TL by r)"
+            )
+
     @property
     def num_tasks(self) -> int:
         return len(self.data.structures)
+
+    @property
+    def per_task_batches(self) -> bool:
+        """Whether training feeds one structure's full batch per step (``train.batches``)."""
+        if self.train.batches == "auto":
+            return self.model.architecture == "sparsessp" and self.model.conditioning == "multinet"
+        return self.train.batches == "per_task"
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -5,9 +5,12 @@ predicted with the Gaussian sliding window (:mod:`sparsessp.inference`) and comp
 after cropping both to their common depth. Files written (all atomically):
 
 - ``RUN_DIR/metrics.json`` (split ``test``; ``metrics_<split>.json`` otherwise), exactly
-  ``{"overall": {"MSE", "MAE", "R2", "pearson"}, "per_structure": {name: {same keys}}}``;
+  ``{"overall": {"MSE", "MAE", "R2", "pearson"}, "per_structure_mean": {same keys},
+  "per_structure": {name: {same keys}}}``: ``overall`` is the mean over all volumes (the paper's "All"
+  row), ``per_structure_mean`` the mean of the per-structure means (each structure counts once);
 - ``RUN_DIR/evaluation/<split>/volumes.csv``: one row per volume (SSIM included);
-- ``RUN_DIR/evaluation/<split>/summary.md``: the per-structure table (and the improvement, if a baseline);
+- ``RUN_DIR/evaluation/<split>/summary.md``: the per-structure table with both means (and the improvement,
+  if a baseline);
 - ``RUN_DIR/evaluation/<split>/improvement.json``: relative improvement over ``--baseline`` (if given);
 - ``RUN_DIR/evaluation/<split>/mips.npz``: XY and XZ max-intensity projections of TL, prediction and
   truth of the first volume of each structure (read by the report);
@@ -30,12 +33,17 @@ import numpy as np
 
 from sparsessp.errors import CheckpointError, InputError, UserError
 from sparsessp.fileio import atomic_path, atomic_write_text
-from sparsessp.metrics import CORE_METRICS, aggregate, improvement, volume_metrics
+from sparsessp.metrics import CORE_METRICS, OVERALL_KEYS, aggregate, improvement, volume_metrics
 
 EXTRA_METRICS: tuple[str, ...] = ("SSIM",)
 TABLE_METRICS: tuple[str, ...] = (*CORE_METRICS, *EXTRA_METRICS)
 VOLUME_COLUMNS: tuple[str, ...] = ("structure", "source", "depth", "height", "width", *TABLE_METRICS, "seconds")
 MIP_KINDS: tuple[str, ...] = ("tl", "prediction", "truth")
+MEAN_LABELS: dict[str, str] = {
+    "overall": "**all volumes** (overall, paper)",
+    "per_structure_mean": "**mean over structures**",
+}
+"""Row labels of the two means in the summary tables."""
 
 
 def metrics_path(run_dir: Path, split: str = "test") -> Path:
@@ -79,6 +87,7 @@ class Evaluation:
     out_dir: Path
     improvement: dict[str, dict[str, Any]] | None = None
     extra_overall: dict[str, float] = field(default_factory=dict)
+    per_structure_mean: dict[str, float] = field(default_factory=dict)
 
 
 def format_number(value: float) -> str:
@@ -87,13 +96,16 @@ def format_number(value: float) -> str:
 
 
 def markdown_summary(
-    per_structure: dict[str, dict[str, float]],
-    overall: dict[str, float],
+    summary: dict[str, Any],
     counts: dict[str, int],
     keys: Sequence[str] = TABLE_METRICS,
     gains: dict[str, dict[str, Any]] | None = None,
 ) -> str:
-    """The per-structure Markdown table with a final row of means over structures (and improvement %)."""
+    """The per-structure Markdown table of an :func:`~sparsessp.metrics.aggregate` result, then its two means.
+
+    The last rows are the mean over all volumes (``overall``, the paper's "All") and the mean over
+    structures (``per_structure_mean``), each labelled, with the improvement % when ``gains`` are given.
+    """
     from sparsessp.report.tables import markdown_table
 
     gain_keys = [k for k in CORE_METRICS if gains and k in gains.get("overall", {})]
@@ -104,8 +116,10 @@ def markdown_summary(
         return row + [format_number((delta or {}).get(k, float("nan"))) for k in gain_keys]
 
     ps_gains = (gains or {}).get("per_structure", {})
-    rows = [line(name, str(counts.get(name, 0)), vals, ps_gains.get(name)) for name, vals in per_structure.items()]
-    rows.append(line("**mean over structures**", str(sum(counts.values())), overall, (gains or {}).get("overall")))
+    rows = [line(name, str(counts.get(name, 0)), vals, ps_gains.get(name))
+            for name, vals in summary["per_structure"].items()]
+    total = str(sum(counts.values()))
+    rows += [line(MEAN_LABELS[key], total, summary[key], (gains or {}).get(key)) for key in OVERALL_KEYS]
     return markdown_table(headers, rows)
 
 
@@ -250,14 +264,15 @@ def evaluate_run(
     report = progress if progress is not None else (lambda msg: print(msg, file=sys.stderr, flush=True))
     rows, mips = evaluate_records(model, records, inference=cfg.inference, device=device, with_ssim=with_ssim,
                                   progress=report)
-    overall, per_structure = aggregate(rows, CORE_METRICS)
-    extra_overall, extra_ps = aggregate(rows, TABLE_METRICS)
+    payload = aggregate(rows, CORE_METRICS)
+    summary = aggregate(rows, TABLE_METRICS)
+    per_structure = payload["per_structure"]
     counts = {name: sum(1 for r in rows if r["structure"] == name) for name in per_structure}
-    gains = improvement({"overall": overall, "per_structure": per_structure}, base) if base is not None else None
+    gains = improvement(payload, base) if base is not None else None
 
     out_dir = evaluation_dir(run_dir, split)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_summary(extra_ps, extra_overall, counts, gains=gains)
+    table = markdown_summary(summary, counts, gains=gains)
     atomic_write_text(out_dir / "volumes.csv", _rows_csv(rows))
     atomic_write_text(out_dir / "summary.md", f"# {run_dir.name}: {split} split\n\n{table}\n")
     with atomic_path(out_dir / "mips.npz") as tmp, open(tmp, "wb") as fh:
@@ -274,6 +289,6 @@ def evaluate_run(
         gain_doc = _json_safe({"baseline": str(baseline), **gains})
         atomic_write_text(out_dir / "improvement.json", json.dumps(gain_doc, indent=1) + "\n")
     result_file = metrics_path(run_dir, split)
-    payload = {"overall": overall, "per_structure": per_structure}
     atomic_write_text(result_file, json.dumps(_json_safe(payload), indent=1) + "\n")
-    return Evaluation(rows, overall, per_structure, table, result_file, out_dir, gains, extra_overall)
+    return Evaluation(rows, payload["overall"], per_structure, table, result_file, out_dir, gains,
+                      summary["overall"], payload["per_structure_mean"])

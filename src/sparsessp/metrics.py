@@ -2,13 +2,17 @@
 
 MSE, MAE and R2 follow the released evaluation: over all voxels of one volume, with the (z-scored)
 target as the reference, R2 = 1 - SS_res / SS_tot as in sklearn's ``r2_score`` on flattened arrays.
-Means are taken per structure over its volumes, then over structures (each structure counts once).
+
+Aggregation (:func:`aggregate`): the ``overall`` figure is the mean over all test VOLUMES, as the paper's
+"All" row (Table 7) and both releases compute it, so a structure with more volumes weighs more; the mean
+of the per-structure means (each structure counts once) is kept beside it as ``per_structure_mean``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -123,13 +127,18 @@ def _nanmean(values: Iterable[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
+OVERALL_KEYS: tuple[str, ...] = ("overall", "per_structure_mean")
+"""The two means of ``metrics.json``: over all volumes (the paper's) and over structures."""
+
+
 def aggregate(
     rows: Sequence[Mapping[str, object]], keys: Sequence[str] = CORE_METRICS
-) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """Means per structure (over its volumes) and overall (over structures) of per-volume ``rows``.
+) -> dict[str, dict[str, Any]]:
+    """The ``metrics.json`` payload of per-volume ``rows`` (each with ``structure`` and the metric ``keys``).
 
-    Each row has ``structure`` and the metric ``keys``; NaN values are left out of a mean.
-    Returns ``(overall, per_structure)``, structures in first-seen order.
+    ``overall``: mean over all volumes (the paper's "All" row); ``per_structure``: mean over each
+    structure's volumes, structures in first-seen order; ``per_structure_mean``: mean of those (each
+    structure counts once). NaN values are left out of a mean.
     """
     groups: dict[str, list[Mapping[str, object]]] = {}
     for row in rows:
@@ -138,16 +147,19 @@ def aggregate(
         name: {k: _nanmean(float(r[k]) for r in members) for k in keys}  # type: ignore[arg-type]
         for name, members in groups.items()
     }
-    overall = {k: _nanmean(v[k] for v in per_structure.values()) for k in keys}
-    return overall, per_structure
+    return {
+        "overall": {k: _nanmean(float(r[k]) for r in rows) for k in keys},  # type: ignore[arg-type]
+        "per_structure_mean": {k: _nanmean(v[k] for v in per_structure.values()) for k in keys},
+        "per_structure": per_structure,
+    }
 
 
 def relative_improvement(value: float, baseline: float, metric: str) -> float:
     """The paper's (and RepMode's) relative improvement over Multi-Net in percent, positive = better.
 
     ``100 * (baseline - value) / baseline`` for MSE and MAE, ``100 * (value - baseline) / baseline`` for
-    R2 and Pearson r. The paper applies it to the means over structures, e.g. MSE 0.5386 against the
-    Multi-Net's 0.5341 gives -0.8425 % (its Table 7). NaN when the baseline is 0.
+    R2 and Pearson r. The paper applies it to its "All" rows (the means over all volumes), e.g. MSE 0.4995
+    against the Multi-Net's 0.5341 gives 6.4782 % (its Table 7, r = 2). NaN when the baseline is 0.
     """
     if baseline == 0 or math.isnan(baseline) or math.isnan(value):
         return float("nan")
@@ -155,13 +167,12 @@ def relative_improvement(value: float, baseline: float, metric: str) -> float:
     return 100.0 * sign * (value - baseline) / abs(baseline)
 
 
-def improvement(
-    metrics: Mapping[str, Mapping[str, float]], baseline: Mapping[str, Mapping[str, float]]
-) -> dict[str, dict[str, float]]:
+def improvement(metrics: Mapping[str, Any], baseline: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Relative improvement of two results of the ``metrics.json`` shape, same layout.
 
     Returns ``{"overall": {metric: %}, "per_structure": {name: {metric: %}}}`` over the structures both
-    results have and the metrics both hold; a JSON null (undefined metric) gives NaN.
+    results have and the metrics both hold, plus ``per_structure_mean`` when both results have one; the
+    paper's figure is ``overall`` (means over all volumes). A JSON null (undefined metric) gives NaN.
     """
     def num(value: float | None) -> float:
         return float("nan") if value is None else float(value)
@@ -171,7 +182,10 @@ def improvement(
 
     ours_ps = metrics.get("per_structure", {})
     base_ps = baseline.get("per_structure", {})
-    return {
+    out = {
         "overall": one(metrics["overall"], baseline["overall"]),
         "per_structure": {name: one(ours_ps[name], base_ps[name]) for name in ours_ps if name in base_ps},
     }
+    if "per_structure_mean" in metrics and "per_structure_mean" in baseline:
+        out["per_structure_mean"] = one(metrics["per_structure_mean"], baseline["per_structure_mean"])
+    return out

@@ -111,6 +111,13 @@ class PatchDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(index)
+        return self.item(index)
+
+    def item(self, index: int) -> dict[str, torch.Tensor]:
+        """Item ``index`` of the epoch, also past ``len``: the cycle over the records continues with new random
+        crops (the task-homogeneous sampler draws such items for structures with fewer volumes than a batch)."""
+        if index < 0:
+            raise IndexError(index)
         record = self.records[self.record_index(index)]
         rng = np.random.default_rng((self.seed, self.epoch, index))
         starts = [int(rng.integers(0, max(size - want, 0) + 1)) for size, want in zip(record.signal.shape, self.patch)]

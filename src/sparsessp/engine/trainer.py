@@ -209,7 +209,7 @@ class _Trainer:
 
         from sparsessp.data.dataset import PatchDataset, load_split
         from sparsessp.engine.checkpoint import check_same_model, load_checkpoint, load_weights
-        from sparsessp.engine.sampler import ResumableSampler
+        from sparsessp.engine.sampler import ResumableSampler, TaskBatchSampler
         from sparsessp.engine.seeding import derive_seed, restore_rng_state, seed_everything
         from sparsessp.models.registry import build_model
 
@@ -222,6 +222,10 @@ class _Trainer:
         model = build_model(cfg)
         if ckpt is not None:
             load_weights(model, ckpt["model"], self.run.last)
+        elif cfg.train.init_from is not None:
+            from sparsessp.models.compat import initial_state_dict
+
+            load_weights(model, initial_state_dict(cfg.train.init_from, model), cfg.train.init_from)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
         self.model, self.optimizer = fabric.setup(model, optimizer)
         if ckpt is not None:
@@ -242,7 +246,11 @@ class _Trainer:
             cfg.data.samples_per_epoch,
             cfg.train.seed,
         )
-        self.sampler = ResumableSampler(len(self.dataset), self.world, self.rank, cfg.train.seed)
+        self.sampler: ResumableSampler | TaskBatchSampler
+        if cfg.per_task_batches:
+            self.sampler = TaskBatchSampler(self.dataset, cfg.train.batch_size, self.world, self.rank, cfg.train.seed)
+        else:
+            self.sampler = ResumableSampler(len(self.dataset), self.world, self.rank, cfg.train.seed)
         self.steps_per_epoch = math.ceil(self.sampler.num_samples / cfg.train.batch_size)
 
         self.run.open(cfg, int(ckpt.get("epoch", 0)) if ckpt is not None else None)
@@ -334,16 +342,21 @@ class _Trainer:
         import torch
         from torch.utils.data import DataLoader
 
+        from sparsessp.engine.sampler import CycledItems, TaskBatchSampler
         from sparsessp.engine.seeding import derive_seed
 
         cfg = self.cfg
         self.dataset.set_epoch(self.pos.epoch)
-        self.sampler.set_position(self.pos.epoch, self.pos.batch * cfg.train.batch_size)
+        batching: dict[str, Any]
+        if isinstance(self.sampler, TaskBatchSampler):  # one structure's full batch per step
+            self.sampler.set_position(self.pos.epoch, self.pos.batch)
+            batching = {"dataset": CycledItems(self.dataset), "batch_sampler": self.sampler}
+        else:
+            self.sampler.set_position(self.pos.epoch, self.pos.batch * cfg.train.batch_size)
+            batching = {"dataset": self.dataset, "batch_size": cfg.train.batch_size, "sampler": self.sampler}
         workers = cfg.data.num_workers
         loader = DataLoader(
-            self.dataset,
-            batch_size=cfg.train.batch_size,
-            sampler=self.sampler,
+            **batching,
             num_workers=workers,
             pin_memory=self.fabric.device.type == "cuda",
             worker_init_fn=_ignore_stop_signals if workers else None,

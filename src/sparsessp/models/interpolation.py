@@ -60,28 +60,44 @@ class PrefixInterpolation(nn.Module):
         return f"ratio={self.ratio}, mode={self.mode!r}"
 
 
-class PostfixUpsample3d(nn.Module):
-    """Learnable depth up-sampling after a 3D decoder: ConvTranspose3d with kernel = stride = (r, 1, 1).
+class PostfixDeconv(nn.Module):
+    """The paper's postfix: a learnable deconvolution of the network's OUTPUT (I' -> S).
 
-    It runs on the last decoder feature (channels -> channels, + norm + ReLU, i.e. :class:`blocks.Up`), so
-    the head (possibly task-conditioned) still makes the final 1-channel prediction on the dense grid.
+    ``ConvTranspose3d(1, 1, kernel = stride = (r, 1, 1))`` (with bias, PyTorch's default init) on the
+    (B, 1, d, H, W) output on the sparse grid gives (B, 1, d * r, H, W); ``forward`` crops it to the
+    target depth ``depth`` (d = ceil(D / r), so at most r - 1 planes past the target window are dropped).
     """
 
-    def __init__(self, cond: Conditioning, channels: int, ratio: int) -> None:
+    def __init__(self, ratio: int, depth: int) -> None:
         super().__init__()
+        self.depth = depth
+        self.deconv = nn.ConvTranspose3d(1, 1, (ratio, 1, 1), stride=(ratio, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.deconv(x)[:, :, : self.depth]
+
+
+class PostfixUpsample3d(nn.Module):
+    """``model.postfix_placement: features`` after a 3D decoder: ConvTranspose3d with kernel = stride = (r, 1, 1)
+    on the last decoder FEATURE (channels -> channels, + norm + ReLU, i.e. :class:`blocks.Up`), cropped to
+    ``depth``, so the head (possibly task-conditioned) makes the final 1-channel prediction on the dense grid.
+    """
+
+    def __init__(self, cond: Conditioning, channels: int, ratio: int, depth: int) -> None:
+        super().__init__()
+        self.depth = depth
         self.up = Up(3, channels, channels, (ratio, 1, 1), cond.norm_kind)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.up(x)
+        return self.up(x)[:, :, : self.depth]
 
 
 class PostfixUpsample2d(nn.Module):
-    """Learnable depth up-sampling after a 2D decoder: a 1x1 Conv2d (with bias) from D/r to D channels.
+    """``model.postfix_placement: features`` after a 2D decoder: a 1x1 Conv2d (with bias) from D/r to D channels.
 
     The 2D head emits one channel per sparse slice (the network is one-to-one on the D/r grid); this
-    conv maps them to the D target slices. It is the channel form of the 3D postfix ConvTranspose3d
-    with kernel = stride = (r, 1, 1) applied to the (B, 1, D/r, H, W) output, generalised so that every
-    target slice may draw on every sparse slice.
+    conv maps them to the D target slices, so every target slice may draw on every sparse slice (the
+    paper's deconvolution lets each draw only on its own sparse slice).
     """
 
     def __init__(self, sparse_depth: int, depth: int) -> None:

@@ -4,9 +4,12 @@ Shapes (CONTRACTS.md): ``forward(x (B, 1, D/r, H, W), task_ids (B,)) -> (B, 1, D
 
 - ``prefix``: the TL is resampled to depth D first; the body runs on D; 3D heads emit 1 channel, 2D
   heads D channels.
-- ``postfix``: the body runs one-to-one on D/r; a 3D decoder's last feature is up-sampled in depth by a
-  ConvTranspose3d (kernel = stride = (r, 1, 1)) before the 1-channel head; a 2D head emits D/r channels,
-  then a 1x1 Conv2d maps them to D (see :mod:`sparsessp.models.interpolation`).
+- ``postfix`` (``model.postfix_placement: output``, the paper's): the body runs one-to-one on D/r and its
+  head maps to the OUTPUT grid at depth D/r (1 channel for a 3D decoder, D/r channels for a 2D one, viewed
+  as (B, 1, D/r, H, W)); a ConvTranspose3d(1, 1, kernel = stride = (r, 1, 1)) up-samples that output to D.
+  ``postfix_placement: features`` (our variant): a 3D decoder's last feature is up-sampled in depth
+  (ConvTranspose3d + norm + ReLU) before the 1-channel head; a 2D head emits D/r channels, then a 1x1
+  Conv2d maps them to D (see :mod:`sparsessp.models.interpolation`).
 - ``none`` (2D decoders only): the body runs on D/r and the 2D head emits D channels.
 """
 
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from sparsessp.models.conditioning.base import Conditioning, TaskContext
-from sparsessp.models.interpolation import PostfixUpsample2d, PostfixUpsample3d, PrefixInterpolation
+from sparsessp.models.interpolation import PostfixDeconv, PostfixUpsample2d, PostfixUpsample3d, PrefixInterpolation
 from sparsessp.models.unet import build_unet
 from sparsessp.models.validate import DECODER_DIMS, ENCODER_DIMS, check_model_config, input_depth
 
@@ -47,13 +50,17 @@ class SparseSSPNetwork(nn.Module):
         self.body = build_unet(cfg, cond, input_depth(model.interpolation, depth, ratio))
         c0 = self.body.out_channels
         postfix = model.interpolation == "postfix"
-        self.postfix: nn.Module | None
+        at_output = postfix and model.postfix_placement == "output"
+        self.postfix: nn.Module | None = None
+        self.output_postfix: nn.Module | None = PostfixDeconv(ratio, depth) if at_output else None
         if self.decoder_dims == 3:
-            self.postfix = PostfixUpsample3d(cond, c0, ratio) if postfix else None
+            if postfix and not at_output:
+                self.postfix = PostfixUpsample3d(cond, c0, ratio, depth)
             self.head = cond.head(3, c0, 1)
         else:
             self.head = cond.head(2, c0, self.sparse_depth if postfix else depth)
-            self.postfix = PostfixUpsample2d(self.sparse_depth, depth) if postfix else None
+            if postfix and not at_output:
+                self.postfix = PostfixUpsample2d(self.sparse_depth, depth)
 
     def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:
         """Predict the dense target (B, 1, D, H, W) from the sparse TL (B, 1, D/r, H, W)."""
@@ -75,11 +82,15 @@ class SparseSSPNetwork(nn.Module):
         if self.decoder_dims == 3:
             if self.postfix is not None:
                 h = self.postfix(h)
-            return self.head(h, ctx)
-        y = self.head(h, ctx)
-        if self.postfix is not None:
-            y = self.postfix(y)
-        return y.unsqueeze(1)
+            y = self.head(h, ctx)
+        else:
+            y = self.head(h, ctx)
+            if self.postfix is not None:
+                y = self.postfix(y)
+            y = y.unsqueeze(1)
+        if self.output_postfix is not None:
+            y = self.output_postfix(y)
+        return y
 
 
 def build_network(cfg: Config, cond: Conditioning) -> SparseSSPNetwork:

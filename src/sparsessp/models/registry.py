@@ -42,8 +42,9 @@ ARCHITECTURES: dict[str, str] = {
     "repmode": "sparsessp.models.compat.repmode3d:RepMode3D",
     "fnet": "sparsessp.models.compat.fnet:FNet3D",
 }
-"""Released architectures rebuilt exactly (not our U-Net skeleton); a checkpoint names one under
-``architecture`` and :func:`sparsessp.models.compat.build_from_checkpoint` rebuilds it."""
+"""Released architectures rebuilt exactly (not our U-Net skeleton): ``model.architecture`` trains one
+(sized by ``model.architecture_options``); an imported checkpoint names one under ``architecture`` and
+:func:`sparsessp.models.compat.build_from_checkpoint` rebuilds it."""
 
 
 def resolve(table: dict[str, str], name: str) -> Any:
@@ -52,11 +53,18 @@ def resolve(table: dict[str, str], name: str) -> Any:
 
 
 def build_model(cfg: Config) -> nn.Module:
-    """Build the network a config describes; ``.config`` and ``.structures`` are attached."""
+    """Build the network a config describes; ``.config`` and ``.structures`` are attached.
+
+    ``model.architecture`` other than ``sparsessp`` builds that released network (its ``from_config``);
+    the design-space keys (topology, conditioning, ...) then do not apply.
+    """
     from sparsessp.models.network import build_network
 
-    conditioning = resolve(CONDITIONINGS, cfg.model.conditioning)
-    model = conditioning.build_model(cfg, lambda cond: build_network(cfg, cond))
+    if cfg.model.architecture != "sparsessp":
+        model = resolve(ARCHITECTURES, cfg.model.architecture).from_config(cfg)
+    else:
+        conditioning = resolve(CONDITIONINGS, cfg.model.conditioning)
+        model = conditioning.build_model(cfg, lambda cond: build_network(cfg, cond))
     model.config = cfg
     model.structures = list(cfg.data.structures)
     return model

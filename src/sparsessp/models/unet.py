@@ -78,7 +78,7 @@ class Decoder(nn.Module):
 
     ``skip_channels[k]`` and ``channels[k]`` are the bridged skip's and the decoder's channels at level
     k (k = 0 .. levels-2); ``strides[k]`` is the encoder stride from level k to k + 1. Skips pass through
-    ``cond.skip`` before the concatenation.
+    ``cond.skip`` before the concatenation, the bottleneck feature through ``cond.bottom``.
     """
 
     def __init__(
@@ -103,13 +103,14 @@ class Decoder(nn.Module):
             skips[k] = cond.skip(dims, skip_channels[k], level=k)
             blocks[k] = ResBlock(cond, dims, skip_channels[k] + channels[k], channels[k], role="decoder")
             prev = channels[k]
+        self.bottom = cond.bottom(dims, bottom_channels)
         self.ups = nn.ModuleList(ups)
         self.skips = nn.ModuleList(skips)
         self.blocks = nn.ModuleList(blocks)
         self.out_channels = channels[0]
 
     def forward(self, feats: list[Tensor], ctx: TaskContext) -> Tensor:
-        h = feats[-1]
+        h = self.bottom(feats[-1], ctx)
         for k in reversed(range(len(self.blocks))):
             h = self.ups[k](h)
             h = self.blocks[k](torch.cat([self.skips[k](feats[k], ctx), h], dim=1), ctx)

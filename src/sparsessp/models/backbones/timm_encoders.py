@@ -16,8 +16,10 @@ Levels (level k: ``channels[k]`` channels at stride ``2**k``, the interface of C
   ``channels[k]``: ResNet's stem and stages (strides 2 to 32) and Swin's stages (4 to 32) via
   ``forward_intermediates``; a plain ViT's last token map (stride 16) through ViTDet's simple feature
   pyramid (pyramid.py: transposed convs for strides 4 and 8, identity at 16, max pooling coarser).
-  Levels coarser than a hierarchical backbone's last stage max-pool that stage; unused late stages are
-  pruned.
+  Levels coarser than a hierarchical backbone's last stage max-pool that stage; stages coarser than the
+  deepest level (ResNet-18's layer4 and Swin's last stage in a 5-level network, whose deepest level has
+  stride 16) are up-sampled to the deepest level and concatenated with its map, so every stage of the
+  backbone is used and counted (paper Table 5 compares whole backbones).
 
 DINOv2 (14-px patches) is fed a bilinear, antialiased resize of the input by 14/16, so its token grid is
 exactly H/16 x W/16 and lines up with stride 16 like the other ViTs (padding to a multiple of 14 would
@@ -186,7 +188,10 @@ class TimmEncoder2d(nn.Module, abc.ABC):
 
 class HierarchicalEncoder2d(TimmEncoder2d):
     """A multi-stage timm backbone (``feature_info`` strides): each level takes the stage at its stride, or
-    max-pools the last stage for levels coarser than it; stages after the last one used are pruned."""
+    max-pools the last stage for levels coarser than it. Every stage is used (paper Table 5 compares whole
+    backbones): stages coarser than the deepest level are bilinearly up-sampled to its size and concatenated
+    with its stage before its adapter (as TSNs' ResNet-18 U-Net feeds its stride-32 ``layer4`` to the decoder).
+    Only the classifier head and the final norm are dropped."""
 
     def _setup_maps(self, strides: list[int]) -> list[int]:
         info = self.backbone.feature_info
@@ -202,16 +207,25 @@ class HierarchicalEncoder2d(TimmEncoder2d):
                 self._pools.append(2 ** octaves(reductions[-1], stride))
             else:
                 raise ValueError(f"{type(self.backbone).__name__} has no feature map at stride {stride}")
-        self._indices = sorted(set(taps))
+        self._extra = [i for i, r in enumerate(reductions) if r > strides[-1]]
+        self._indices = sorted(set(taps) | set(self._extra))
         self.backbone.prune_intermediate_layers(self._indices, prune_norm=True, prune_head=True)
         self._select = [self._indices.index(t) for t in taps]
-        return [int(info[t]["num_chs"]) for t in taps]
+        self._fuse = [self._indices.index(i) for i in self._extra]
+        channels = [int(info[t]["num_chs"]) for t in taps]
+        channels[-1] += sum(int(info[i]["num_chs"]) for i in self._extra)
+        return channels
 
     def _maps(self, x: Tensor) -> list[Tensor]:
         feats = self.backbone.forward_intermediates(
             x, indices=self._indices, stop_early=True, output_fmt="NCHW", intermediates_only=True
         )
-        return [feats[i] if p == 1 else F.max_pool2d(feats[i], p) for i, p in zip(self._select, self._pools)]
+        maps = [feats[i] if p == 1 else F.max_pool2d(feats[i], p) for i, p in zip(self._select, self._pools)]
+        if self._fuse:
+            size = maps[-1].shape[-2:]
+            deeper = [F.interpolate(feats[i], size=size, mode="bilinear", align_corners=False) for i in self._fuse]
+            maps[-1] = torch.cat([maps[-1], *deeper], dim=1)
+        return maps
 
 
 class ResNetEncoder2d(HierarchicalEncoder2d):

@@ -8,6 +8,8 @@ skeleton, so their outputs are reproduced to float tolerance (tests/test_compat_
   dropped) with ``weights_only=True`` and returns the model in eval mode with ``.config``,
   ``.structures``, ``.sparse_ratio`` and ``.patch``. RepMode's trainer also pickles its argparse
   options; that one class (a plain attribute bag) is allowed so its ``adopted_datasets`` name the tasks.
+- :func:`initial_state_dict` reads the weights of ``train.init_from`` (a sparsessp checkpoint or a released
+  file) for a model ``build_model`` made, so released networks can be fine-tuned.
 - :func:`checkpoint_dict` turns such a model into our checkpoint layout plus ``architecture``
   (``{"name", "spec"}``); :func:`build_from_checkpoint` rebuilds it (``None`` for our own networks), for
   :func:`sparsessp.engine.checkpoint.load_model`.
@@ -96,6 +98,24 @@ def _structures(obj: Any, source: str, spec: dict[str, Any], given: Sequence[str
     return structures
 
 
+def initial_state_dict(path: str | Path, model: nn.Module) -> dict[str, Tensor]:
+    """The weights ``train.init_from`` names, keyed for ``model``: a sparsessp checkpoint's as saved, a released
+    file's (SparseSSP ``{'model': ...}`` with ``bottle_neck``, RepMode / pytorch_fnet ``{'nn_state': ...}`` or a
+    bare state dict) unwrapped and renamed by ``model``'s architecture. Read with ``weights_only=True``.
+    """
+    from sparsessp.models.compat.base import CompatModel
+
+    path = Path(path)
+    obj = _read(path)
+    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+        state = obj.get("model")
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} is an incomplete sparsessp checkpoint (no 'model')")
+        return state
+    state = _state_dict(obj, path)
+    return type(model).convert_state_dict(state) if isinstance(model, CompatModel) else state
+
+
 def _architecture(name: str) -> type[CompatModel]:
     from sparsessp.models.registry import ARCHITECTURES, resolve
 
@@ -162,12 +182,27 @@ def import_weights(
     model_tree = cls.config_tree(spec)
     if route is not None and model_tree["conditioning"] == "repmode":
         model_tree["conditioning_options"]["route"] = route
-    cfg = config_from_dict(
-        {"data": {"structures": names, "patch": list(shape), "sparse_ratio": r}, "model": model_tree}
-    )
+    data = {"structures": names, "patch": list(shape), "sparse_ratio": r}
+    cfg = _trainable_config(cls, spec, data, model_tree) or config_from_dict({"data": data, "model": model_tree})
     model = _build(cls, spec, cfg)
     _load(model, cls.convert_state_dict(state))
     return _finish(model, cfg)
+
+
+def _trainable_config(
+    cls: type[CompatModel], spec: dict[str, Any], data: dict[str, Any], model_tree: dict[str, Any]
+) -> Config | None:
+    """The config naming the released network in ``model.architecture`` when its ``architecture_options`` rebuild
+    ``spec`` exactly, so the imported checkpoint can be trained on (``train.init_from``); None otherwise."""
+    from sparsessp.config import config_from_dict
+    from sparsessp.errors import ConfigError
+
+    tree = {**model_tree, "architecture": cls.architecture, "architecture_options": cls.options_from_spec(spec)}
+    try:
+        cfg = config_from_dict({"data": data, "model": tree})
+    except ConfigError:
+        return None
+    return cfg if cls.spec_from_config(cfg) == spec else None
 
 
 def _build(cls: type[CompatModel], spec: dict[str, Any], cfg: Config) -> CompatModel:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor, nn
 
 from sparsessp.models.conditioning.mode import DEFAULT_ROUTE
+
+if TYPE_CHECKING:
+    from sparsessp.config import Config
 
 
 class CompatModel(nn.Module, abc.ABC):
@@ -60,6 +63,23 @@ class CompatModel(nn.Module, abc.ABC):
             "channels": [mult_chan * 2**i for i in range(depth + 1)],
             "norm": "batch",
         }
+
+    @classmethod
+    @abc.abstractmethod
+    def spec_from_config(cls, cfg: Config) -> dict[str, Any]:
+        """The widths ``model.architecture_options`` (over the released defaults) and the data section give."""
+
+    @classmethod
+    @abc.abstractmethod
+    def options_from_spec(cls, spec: dict[str, Any]) -> dict[str, int]:
+        """``model.architecture_options`` describing ``spec`` (exact only if ``spec_from_config`` gives it back)."""
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> CompatModel:
+        """Build the architecture a config names (``model.architecture``) for training; train mode."""
+        model = cls(cls.spec_from_config(cfg), sparse_ratio=cfg.data.sparse_ratio)
+        model.patch = tuple(cfg.data.patch)
+        return model
 
     @abc.abstractmethod
     def forward(self, x: Tensor, task_ids: Tensor) -> Tensor:

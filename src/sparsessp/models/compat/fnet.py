@@ -12,7 +12,7 @@ r > 1) the depth is first resized by r with nearest interpolation (prefix).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,9 @@ from sparsessp.errors import CheckpointError
 from sparsessp.models.compat.base import CompatModel
 from sparsessp.models.compat.blocks import require
 from sparsessp.models.conditioning.mode import DEFAULT_ROUTE
+
+if TYPE_CHECKING:
+    from sparsessp.config import Config
 
 
 class SubNet2Conv(nn.Module):
@@ -102,3 +105,12 @@ class FNet3D(CompatModel):
     @classmethod
     def config_tree(cls, spec: dict[str, Any]) -> dict[str, Any]:
         return cls.unet3d_tree("none", spec["mult_chan"], spec["depth"])
+
+    @classmethod
+    def spec_from_config(cls, cfg: Config) -> dict[str, Any]:
+        opts = cfg.model.architecture_spec()
+        return {"in_channels": 1, "out_channels": 1, "mult_chan": opts["mult_chan"], "depth": opts["depth"]}
+
+    @classmethod
+    def options_from_spec(cls, spec: dict[str, Any]) -> dict[str, int]:
+        return {"mult_chan": int(spec["mult_chan"]), "depth": int(spec["depth"])}

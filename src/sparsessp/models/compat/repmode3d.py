@@ -14,7 +14,7 @@ Not kept: in eval mode the released MoDE layer convolves the whole batch with th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -32,6 +32,9 @@ from sparsessp.models.compat.blocks import (
 )
 from sparsessp.models.conditioning.base import TaskContext
 from sparsessp.models.conditioning.mode import DEFAULT_ROUTE
+
+if TYPE_CHECKING:
+    from sparsessp.config import Config
 
 LEVELS = 4
 
@@ -95,3 +98,13 @@ class RepMode3D(CompatModel):
         tree = cls.unet3d_tree("repmode", spec["mult_chan"], LEVELS)
         tree["conditioning_options"] = {"kernel_size": spec["kernel_size"]}
         return tree
+
+    @classmethod
+    def spec_from_config(cls, cfg: Config) -> dict[str, Any]:
+        opts = cfg.model.architecture_spec()
+        return {"in_channels": 1, "out_channels": 1, "mult_chan": opts["mult_chan"], "num_tasks": cfg.num_tasks,
+                "kernel_size": opts["kernel_size"]}
+
+    @classmethod
+    def options_from_spec(cls, spec: dict[str, Any]) -> dict[str, int]:
+        return {"mult_chan": int(spec["mult_chan"]), "kernel_size": int(spec["kernel_size"])}

@@ -21,7 +21,7 @@ single-task batches and correct on mixed ones.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -39,6 +39,12 @@ from sparsessp.models.compat.blocks import (
 )
 from sparsessp.models.conditioning.base import TaskContext
 from sparsessp.models.conditioning.mode import DEFAULT_ROUTE
+
+if TYPE_CHECKING:
+    from sparsessp.config import Config
+
+LEVELS = 4
+"""Encoder levels of the released network (``architecture_options`` build this many)."""
 
 
 class _Blocks(nn.Module):
@@ -164,3 +170,26 @@ class ReleasedSparseSSP(CompatModel):
             "norm": "batch",
             "conditioning_options": {"kernel_size": spec["kernel_size"]},
         }
+
+    @classmethod
+    def spec_from_config(cls, cfg: Config) -> dict[str, Any]:
+        """Encoder ``m * [1, 2, 4, 8]``, bottleneck ``16 m``, gates ``m * D -> d * [1, 2, 4, 8]`` and
+        ``m * D -> m * D``, decoder ``d * [8, 4, 2, 1]``, head to D (``m`` = mult_chan, ``d`` = decoder_mult_chan)."""
+        opts = cfg.model.architecture_spec()
+        m, d, depth = opts["mult_chan"], opts["decoder_mult_chan"], cfg.data.patch[0]
+        return {
+            "in_channels": 1,
+            "encoder_channels": [m * 2**i for i in range(LEVELS)],
+            "bottleneck_channels": m * 2**LEVELS,
+            "gate_in_channels": m * depth,
+            "gate_out_channels": [d * 2**i for i in range(LEVELS)],
+            "decoder_channels": [d * 2**i for i in reversed(range(LEVELS))],
+            "out_channels": depth,
+            "num_tasks": cfg.num_tasks,
+            "kernel_size": opts["kernel_size"],
+        }
+
+    @classmethod
+    def options_from_spec(cls, spec: dict[str, Any]) -> dict[str, int]:
+        return {"mult_chan": int(spec["encoder_channels"][0]), "decoder_mult_chan": int(spec["decoder_channels"][-1]),
+                "kernel_size": int(spec["kernel_size"])}

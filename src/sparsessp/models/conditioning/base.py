@@ -142,6 +142,10 @@ class Conditioning:
         """Applied to an encoder skip before the decoder concatenates it (Tgnet's attention)."""
         return Plain(nn.Identity())
 
+    def bottom(self, dims: int, channels: int) -> CondModule:
+        """Applied to the bottleneck feature before the decoder up-samples it (TSNs' 1x1 AdaIN conv)."""
+        return Plain(nn.Identity())
+
     def head(self, dims: int, cin: int, cout: int) -> CondModule:
         """The output layer: decoder features -> ``cout`` channels (DoDNet's dynamic head)."""
         return Plain(conv_nd(dims)(cin, cout, 1))

@@ -1,14 +1,21 @@
-"""Multi-Net (FNet-style, Ounkomol et al. 2018): T independent, unconditioned networks, one per task.
+"""Multi-Net (FNet, Ounkomol et al. 2018): T independent, unconditioned networks, one per task.
 
-The baseline of the improvement metric. Each sample is routed to its task's network; the batch is
-grouped by task (``index_select``), each present task's network runs once on its samples, and the
-outputs are put back in batch order. A network whose task is absent from the batch does not run, so
-it gets no gradient and its parameters keep ``grad = None`` (optimisers skip them): a sample only
-updates its own task's network. Under DDP this needs ``find_unused_parameters=True``.
+The baseline of the improvement metric. The paper's Multi-Net is pytorch_fnet's 3D U-Net trained once
+per structure (RepMode trains it one dataset at a time), so by default:
 
-Choices: the members are built by the same skeleton with the base (unconditioned) factory, so a
-member is exactly the ``none`` network of the same config; batch-norm statistics of a member are
-those of its task's samples only.
+- every member is pytorch_fnet's network (:class:`~sparsessp.models.compat.fnet.FNet3D`: nearest prefix
+  resampling of the sparse TL, then its U-Net), ``mult_chan`` = the first of ``model.channels`` (after
+  ``model.width``) and ``depth`` = number of levels - 1, so the default channels give the released
+  32 ... 512, depth 4; ``model.conditioning_options.member: sparsessp`` makes the members our skeleton
+  instead (exactly the ``none`` network of the same config: topology, interpolation, ...);
+- training feeds each step ONE structure's full batch (``train.batches: auto`` = ``per_task`` for
+  Multi-Net, :class:`sparsessp.engine.sampler.TaskBatchSampler`), so each member trains as it would
+  alone; ``train.batches: mixed`` restores joint training on mixed batches.
+
+Forward routes each sample to its task's network: the batch is grouped by task (``index_select``), each
+present task's network runs once on its samples, outputs go back in batch order. A network whose task
+is absent does not run, so its parameters keep ``grad = None`` (optimisers skip them) and its batch-norm
+statistics are its own task's. Under DDP this needs ``find_unused_parameters=True``.
 """
 
 from __future__ import annotations
@@ -19,10 +26,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from sparsessp.errors import ConfigError
 from sparsessp.models.conditioning.base import Conditioning
 
 if TYPE_CHECKING:
     from sparsessp.config import Config
+
+MEMBERS: tuple[str, ...] = ("fnet", "sparsessp")
+"""``model.conditioning_options.member`` values; the first is the paper's."""
 
 
 class MultiNetwork(nn.Module):
@@ -57,13 +68,43 @@ class MultiNetwork(nn.Module):
         return stacked.new_empty(stacked.shape).index_copy(0, position, stacked)
 
 
+def fnet_member(cfg: Config) -> nn.Module:
+    """One pytorch_fnet 3D U-Net sized by ``model.channels[0]`` (x width) and the number of levels."""
+    from sparsessp.models.compat.fnet import FNet3D
+
+    depth = cfg.model.levels - 1
+    multiple = 2**depth
+    if cfg.data.patch[0] % cfg.data.sparse_ratio:
+        raise ConfigError(
+            f"model: a pytorch_fnet Multi-Net member resamples the TL by r: patch depth {cfg.data.patch[0]} must be "
+            f"a multiple of data.sparse_ratio {cfg.data.sparse_ratio}"
+        )
+    if any(size % multiple for size in cfg.data.patch):
+        raise ConfigError(
+            f"model: a pytorch_fnet Multi-Net member with {depth} down-samplings needs patch sizes that are "
+            f"multiples of {multiple}, got {list(cfg.data.patch)}"
+        )
+    spec = {"in_channels": 1, "out_channels": 1, "mult_chan": cfg.model.scaled_channels()[0], "depth": depth}
+    member = FNet3D(spec, sparse_ratio=cfg.data.sparse_ratio)
+    member.patch = tuple(cfg.data.patch)
+    return member
+
+
 class MultiNet(Conditioning):
-    """Registry entry ``multinet``: builds a :class:`MultiNetwork` of unconditioned members."""
+    """Registry entry ``multinet``: builds a :class:`MultiNetwork` of independent members (see module doc)."""
 
     name = "multinet"
+    options_allowed: tuple[str, ...] = ("member",)
 
     @classmethod
     def build_model(cls, cfg: Config, build_network: Callable[[Conditioning], nn.Module]) -> nn.Module:
-        cls(cfg.num_tasks, cfg.model.norm, cfg.model.conditioning_options).check_options(())
-        members = [build_network(Conditioning(cfg.num_tasks, cfg.model.norm)) for _ in range(cfg.num_tasks)]
+        member = cls(cfg.num_tasks, cfg.model.norm, cfg.model.conditioning_options).option(
+            "member", MEMBERS[0], cls.options_allowed
+        )
+        if member not in MEMBERS:
+            raise ConfigError(f"model.conditioning_options.member: choose one of {', '.join(MEMBERS)}, got {member!r}")
+        if member == "fnet":
+            members = [fnet_member(cfg) for _ in range(cfg.num_tasks)]
+        else:
+            members = [build_network(Conditioning(cfg.num_tasks, cfg.model.norm)) for _ in range(cfg.num_tasks)]
         return MultiNetwork(members)

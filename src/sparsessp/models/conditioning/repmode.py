@@ -1,20 +1,24 @@
 """RepMode (Zhou et al., CVPR 2023) as a conditioning mechanism: every convolution is a MoDE convolution.
 
-Every convolution the skeleton asks the factory for (encoder, bottleneck, decoder and the dimension
-transforms, role ``transform``) becomes a :class:`~sparsessp.models.conditioning.mode.MoDEConv`, and the
-head is a 'final' MoDE convolution (no norm, no activation, no bias), as in the released RepMode.
+Every convolution with a spatial kernel the skeleton asks the factory for (encoder, bottleneck, decoder,
+and the dimension transforms when ``model.projection_kernel`` > 1) becomes a
+:class:`~sparsessp.models.conditioning.mode.MoDEConv`, and the head is a 'final' MoDE convolution of
+``kernel_size`` (no norm, no activation, no bias), as the released RepMode's ``conv_out`` and the released
+SparseSSP head (both 5x5(x5) 'final' MoDE layers).
+
+A convolution asked for with kernel size 1 (the 1x1(x1) projections of the hybrid topologies, the paper's
+"kernel-size-1 convolution") stays a plain 1x1 convolution: MoDE's experts differ in their spatial extent
+(5x5, 3x3, 1x1, 1x1 + 3x3 average, 1x1 + 5x5 average), which a kernel-1 layer does not have, so it is
+task-agnostic like the 1x1 shortcuts of the residual blocks (which the skeleton builds directly).
 
 Choices (``model.conditioning_options``):
 
 - ``kernel_size`` (default 5, RepMode's): the size of the largest expert. A convolution requested with a
-  larger kernel keeps its size; a smaller one (a 3x3 of a residual block, a 1x1 projection) becomes a
-  MoDE of ``kernel_size``, whose 3x3 and 1x1 experts contain the requested kernel as a special case;
+  larger kernel keeps its size; a smaller one with a spatial extent (the 3x3 of a residual block) becomes a
+  MoDE of ``kernel_size``, whose 3x3 expert contains the requested kernel as a special case;
 - ``route`` (default ``by_task``): how training computes the mixture; see :mod:`.mode` for the routes and
   the measurement behind the default. Inference always folds one cached kernel per task;
 - ``cache_tasks`` (default 4): folded kernels each layer keeps for inference.
-
-The 1x1 shortcut of a residual block is built by the skeleton directly (not through the factory) and
-stays a plain convolution.
 """
 
 from __future__ import annotations
@@ -50,7 +54,9 @@ class RepMode(Conditioning):
         return MoDEConv(dims, cin, cout, self.num_tasks, size, route=self.route, cache_tasks=self.cache_tasks)
 
     def conv(self, dims: int, cin: int, cout: int, kernel_size: int, *, role: Role) -> CondModule:
+        if kernel_size == 1:
+            return super().conv(dims, cin, cout, 1, role=role)
         return self._mode(dims, cin, cout, kernel_size)
 
     def head(self, dims: int, cin: int, cout: int) -> CondModule:
-        return self._mode(dims, cin, cout, 1)
+        return self._mode(dims, cin, cout, self.kernel_size)
