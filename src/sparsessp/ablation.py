@@ -174,7 +174,7 @@ def write_results(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     atomic_write_text(out / "results.md", "# Ablation results (test split)\n\n" + markdown_table(headers, body) + "\n")
     scored = {row["name"]: row["overall"]["R2"] for row in rows if row.get("overall")}
     if scored:
-        save_bar_plot(out / "r2.png", scored, "test R2 (mean over all test volumes)", title="Ablation: test R2 per variant")
+        save_bar_plot(out / "r2.png", scored, "test R2 (mean over volumes)", title="Ablation: test R2 per variant")
     return out / "results.json"
 
 
