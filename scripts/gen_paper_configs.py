@@ -1,11 +1,14 @@
 """Writes configs/paper/ (the paper's settings) and configs/cpu/ (CPU-sized variants) from one table.
 
-Run from the repository root: `python scripts/gen_paper_configs.py`. The YAML files are committed; this
-script keeps them consistent when a paper setting changes.
+Run from the repository root: `python scripts/gen_paper_configs.py` (`--check` only compares). The YAML
+files are committed; tests/test_configs.py checks that this script's output equals them and that every
+file loads, so a paper setting changes here and nowhere else.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
 
 import yaml
@@ -14,14 +17,35 @@ ROOT = Path(__file__).resolve().parents[1] / "configs"
 EPOCHS = {"3d": 1000, "3to2d": 3000, "2to3d": 3000, "2d": 7000}
 TOPOLOGIES = ("3d", "2d", "3to2d", "2to3d")
 METHODS = ("tsn", "condnet", "dodnet", "repmode", "tgnet")
+BACKBONES = {  # Table 5: name -> how the paper names it (and the timm model where it is not obvious)
+    "resnet18": "ResNet-18",
+    "swin_base": "Swin-B (swin_base_patch4_window7_224)",
+    "vit_base": "ViT-B (vit_base_patch16_224)",
+    "dinov2_base": "DINOv2-B (vit_base_patch14_dinov2)",
+    "vit_large": "ViT-L (vit_large_patch16_224)",
+}
+TSN_BACKBONE = "resnet18"
+"""TSNs' own 2D encoder: the paper's TSNs 2D / 2-to-3D rows of Table 3 are the ResNet18 rows of Table 5."""
+
 HEADER = (
     "# {what}\n# Paper settings (SparseSSP, ECCV 2024): patch 32 x 128 x 128, batch 8, Adam, MSE, validation every\n"
     "# 20 epochs. Data: AllenCell prepared with `sparsessp prepare` (or any dataset root: --set data.root=DIR).\n"
 )
-CPU_HEADER = "# {what}\n# CPU-sized variant (tiny widths, small patch) used by tests and quick comparisons.\n"
+BACKBONE_HEADER = (
+    "# {what}\n# Paper settings (SparseSSP, ECCV 2024): patch 32 x 128 x 128, batch 8, Adam, MSE, validation every\n"
+    "# 20 epochs, sparse ratio 8 (Table 5 also reports r = 2: --set data.sparse_ratio=2). The backbone is built\n"
+    "# from timm without weights; give a local file with --set model.backbone_weights=PATH.\n"
+    "# Data: AllenCell prepared with `sparsessp prepare` (or any dataset root: --set data.root=DIR).\n"
+)
+CPU_HEADER = (
+    "# {what}\n# CPU-sized variant (small widths, 16 x 64 x 64 patch, r = 4) of configs/paper/{path}, used by tests\n"
+    "# and quick comparisons; written by scripts/gen_paper_configs.py.\n"
+)
 
 
-def paper(topology: str, interpolation: str, projection: str, conditioning: str, ratio: int = 8) -> dict:
+def paper(
+    topology: str, interpolation: str, projection: str, conditioning: str, backbone: str = "unet", ratio: int = 8
+) -> dict:
     return {
         "data": {"root": "data/allencell", "patch": [32, 128, 128], "sparse_ratio": ratio},
         "model": {
@@ -30,7 +54,7 @@ def paper(topology: str, interpolation: str, projection: str, conditioning: str,
             "prefix_mode": "nearest",
             "projection": projection,
             "conditioning": conditioning,
-            "backbone": "unet",
+            "backbone": backbone,
             "channels": [32, 64, 128, 256, 256],
             "embed_dim": 256,
         },
@@ -39,16 +63,17 @@ def paper(topology: str, interpolation: str, projection: str, conditioning: str,
 
 
 def cpu(cfg: dict) -> dict:
+    """The CPU size of a paper config: four levels; level 0 has 16 channels so that 2-to-3D with projection
+    in 3D can split every level's channels over its depth (16, 8, 4, 2 slices after prefix at D = 16)."""
     small = yaml.safe_load(yaml.safe_dump(cfg))
     small["data"].update({"root": "data/synthcell", "patch": [16, 64, 64], "sparse_ratio": 4})
-    small["model"].update({"channels": [8, 16, 32, 32], "embed_dim": 32})
+    small["model"].update({"channels": [16, 16, 32, 32], "embed_dim": 32})
     small["train"].update({"batch_size": 4, "lr": 1e-3, "epochs": 50, "val_every": 5, "precision": "32-true"})
     return small
 
 
-def write(path: Path, header: str, cfg: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(cfg, sort_keys=False))
+def dump(header: str, cfg: dict) -> str:
+    return header + yaml.safe_dump(cfg, sort_keys=False)
 
 
 def design_space() -> list[tuple[str, str, str]]:
@@ -61,20 +86,56 @@ def design_space() -> list[tuple[str, str, str]]:
     return rows
 
 
-def main() -> None:
+def paper_configs() -> dict[str, tuple[str, dict]]:
+    """configs/paper/: relative path -> (first header line, config tree)."""
+    out: dict[str, tuple[str, dict]] = {}
     for topology, interp, proj in design_space():
         name = f"{topology}_{interp}" + (f"_proj{proj}" if topology in ("3to2d", "2to3d") else "")
         what = f"Design space (Tables 1-2): topology {topology}, {interp} interpolation, projection {proj}, DoDNet."
-        cfg = paper(topology, interp, proj, "dodnet")
-        write(ROOT / "paper" / "design" / f"{name}.yaml", HEADER.format(what=what), cfg)
-        write(ROOT / "cpu" / "design" / f"{name}.yaml", CPU_HEADER.format(what=what), cpu(cfg))
+        out[f"design/{name}.yaml"] = (what, paper(topology, interp, proj, "dodnet"))
     for method in (*METHODS, "multinet"):
         for topology in TOPOLOGIES:
+            backbone = TSN_BACKBONE if method == "tsn" and topology in ("2d", "2to3d") else "unet"
             what = f"Table 3: {method} on the {topology} topology, prefix nearest, 3D projection."
-            cfg = paper(topology, "prefix", "3d", method)
-            write(ROOT / "paper" / "methods" / f"{method}_{topology}.yaml", HEADER.format(what=what), cfg)
-            write(ROOT / "cpu" / "methods" / f"{method}_{topology}.yaml", CPU_HEADER.format(what=what), cpu(cfg))
+            if backbone != "unet":
+                what += f" TSNs' ResNet-18 2D encoder (= Table 5's {backbone} row)."
+            out[f"methods/{method}_{topology}.yaml"] = (what, paper(topology, "prefix", "3d", method, backbone))
+    for backbone, label in BACKBONES.items():
+        for topology in ("2d", "2to3d"):
+            what = (
+                f"Table 5: TSNs with the {label} 2D backbone on the {topology} topology, prefix nearest, 3D projection."
+            )
+            out[f"backbones/{backbone}_{topology}.yaml"] = (what, paper(topology, "prefix", "3d", "tsn", backbone))
+    return out
+
+
+def render() -> dict[Path, str]:
+    """Every generated file (path relative to configs/) and its text: the paper's, and the CPU size of the
+    design and methods tables (the Table 5 backbones are paper-size models only)."""
+    files: dict[Path, str] = {}
+    for rel, (what, cfg) in paper_configs().items():
+        header = BACKBONE_HEADER if rel.startswith("backbones/") else HEADER
+        files[Path("paper") / rel] = dump(header.format(what=what), cfg)
+        if not rel.startswith("backbones/"):
+            files[Path("cpu") / rel] = dump(CPU_HEADER.format(what=what, path=rel), cpu(cfg))
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report files that differ (exit 1 if any)")
+    args = parser.parse_args(argv)
+    files = render()
+    if args.check:
+        stale = [str(r) for r, text in files.items() if not (ROOT / r).is_file() or (ROOT / r).read_text() != text]
+        for rel in stale:
+            print(f"differs: configs/{rel}")
+        return 1 if stale else 0
+    for rel, text in files.items():
+        (ROOT / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ROOT / rel).write_text(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -34,7 +34,7 @@ def test_axes_make_the_cartesian_product_with_yaml_values() -> None:
 def test_named_grids_keep_their_row_names_and_validate_every_row() -> None:
     base = load_config(None, [])
     names = [name for name, _ in grid_configs(base, "methods")]
-    assert len(names) == len(GRIDS["methods"]) == 24 and names[0] == "multinet/3d"
+    assert len(names) == len(GRIDS["methods"].rows) == 24 and names[0] == "multinet/3d"
     ratios = [cfg.data.sparse_ratio for _, cfg in grid_configs(base, "sparsity")]
     assert ratios == [1, 2, 4, 8]
     with pytest.raises(ConfigError, match="unknown grid"):

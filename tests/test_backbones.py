@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from sparsessp.config import Config, load_config
+from sparsessp.design import TIMM_BACKBONES
 from sparsessp.errors import CheckpointError, ConfigError
 from sparsessp.models.backbones.pyramid import SimpleFeaturePyramid
 from sparsessp.models.backbones.timm_encoders import HierarchicalEncoder2d, TimmEncoder2d, load_backbone_weights
 from sparsessp.models.conditioning.base import Conditioning
 from sparsessp.models.registry import BACKBONES, build_model, resolve
-from sparsessp.models.validate import TIMM_BACKBONES
 
 SMALL = ["resnet18", "swin_tiny", "vit_tiny", "dinov2_small"]
 PAPER = ["resnet18", "swin_base", "vit_base", "dinov2_base", "vit_large"]

@@ -33,7 +33,7 @@ def test_topology_grid_counts_match_the_recorded_table(capsys: pytest.CaptureFix
         params, macs = PAPER_TOPOLOGIES[row["name"]]
         assert row["params"] == pytest.approx(params, abs=0.005e6)
         assert row["macs"] == pytest.approx(macs, abs=0.005e9)
-        assert row["train_it_per_s"] is None and row["peak_mem_bytes"] is None
+        assert row["train_it_per_s"] is None and row["train_mem_bytes"] is None and row["infer_mem_bytes"] is None
     macs = {r["name"]: r["macs"] for r in rows}
     assert macs["2d"] < macs["3to2d"] < macs["2to3d"] < macs["3d"]
 
@@ -42,7 +42,8 @@ def test_timing_on_the_cpu_reports_speed_memory_and_a_table(capsys: pytest.Captu
     small = ["--set", "data.patch=[16,32,32]", "--set", "model.channels=[4,8]", "--repeats", "1"]
     (row,) = _json_rows(capsys, ["bench", "--config", QUICKSTART, "--json", *small])
     assert row["name"] == "quickstart" and row["topology"] == "2d" and row["params"] > 0 and row["macs"] > 0
-    assert row["train_it_per_s"] > 0 and row["infer_s_per_volume"] > 0 and row["peak_mem_bytes"] > 0
+    assert row["train_it_per_s"] > 0 and row["infer_s_per_volume"] > 0 and row["precision"] == "fp32"
+    assert row["train_mem_bytes"] > 0 and row["infer_mem_bytes"] > 0
     assert main(["bench", "--config", QUICKSTART, *small]) == 0
     assert "| quickstart | 2d |" in capsys.readouterr().out
 

@@ -114,8 +114,8 @@ def test_small_volume_is_padded() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ConfigError, match=r"multiple of data\.sparse_ratio"):
-        PatchDataset([coded((8, 16, 16))], (6, 16, 16), sparse_ratio=4)
+    with pytest.raises(ConfigError, match=r"data\.sparse_ratio must be at least 1"):
+        PatchDataset([coded((8, 16, 16))], (6, 16, 16), sparse_ratio=0)
     with pytest.raises(InputError, match="no volumes"):
         PatchDataset([], PATCH, sparse_ratio=2)
 

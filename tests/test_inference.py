@@ -130,9 +130,9 @@ def test_windows_are_batched_and_batch_size_does_not_change_the_result() -> None
     torch.testing.assert_close(one, many)
 
 
-def test_window_depth_must_be_multiple_of_ratio() -> None:
-    with pytest.raises(ValueError, match="multiple of the sparse ratio"):
-        sliding_window(Toy(3), torch.zeros(1, 1, 4, 8, 8), 0, (8, 8, 8), 3)
+def test_window_depth_must_hold_one_sparse_interval() -> None:
+    with pytest.raises(ValueError, match="at most the window depth"):
+        sliding_window(Toy(3), torch.zeros(1, 1, 4, 8, 8), 0, (2, 8, 8), 3)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

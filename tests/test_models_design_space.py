@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsessp.config import load_config
+from sparsessp.design import level_depths
 from sparsessp.errors import ConfigError
 from sparsessp.models.conditioning.base import Conditioning, CondModule, Role, TaskContext
 from sparsessp.models.interpolation import PrefixInterpolation, prefix_interpolate
 from sparsessp.models.network import SparseSSPNetwork, build_network
 from sparsessp.models.registry import build_model
-from sparsessp.models.validate import level_depths
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -154,7 +154,7 @@ def test_eval_mode_is_deterministic_and_per_sample() -> None:
         (["model.topology=3to2d", "model.projection=3d", "model.embed_dim=12"], "model.embed_dim"),
         (["model.topology=2to3d", "model.projection=3d", "model.channels=[4,8,4,4]"], "model.channels"),
         (["data.patch=[8,16,20]"], "data.patch"),
-        (["data.patch=[8,16,16]", "data.sparse_ratio=3"], "data.patch"),
+        (["data.patch=[8,16,16]", "data.sparse_ratio=9"], "data.patch"),
         (["model.projection_kernel=2"], "model.projection_kernel"),
         (["model.topology=4d"], "model.topology"),
         (["model.interpolation=later"], "model.interpolation"),

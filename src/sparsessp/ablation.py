@@ -14,6 +14,7 @@ structure), ``results.csv``, ``results.md``, ``r2.png`` (mean test R2 per varian
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -32,6 +33,7 @@ import yaml
 from sparsessp.config import Config, differences
 from sparsessp.errors import ConfigError, InputError, UserError
 from sparsessp.fileio import atomic_write_text
+from sparsessp.grids import Grid
 
 METRICS = ("MSE", "MAE", "R2", "pearson")
 
@@ -46,16 +48,23 @@ RESUMABLE_KEYS = frozenset(
 
 @dataclass
 class Variant:
-    """One configuration of an ablation: ``changes`` are the keys it sets over the base (empty for a file)."""
+    """One configuration of an ablation.
+
+    ``changes`` are the keys it sets over the base (empty for a config file), ``labels`` what a table calls it
+    (a grid's label columns; the paper's words for the paper's tables) and ``extra`` changes beyond its grid's
+    (e.g. a second seed). ``folder`` is its run folder's name (default: the name, made path-safe).
+    """
 
     name: str
     config: Config
     changes: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    folder: str = ""
 
-    @property
-    def folder(self) -> str:
-        """The run folder's name: the variant's name with anything but letters, digits, ``. _ = -`` as ``-``."""
-        return re.sub(r"[^A-Za-z0-9._=-]+", "-", self.name).strip("-") or "variant"
+    def __post_init__(self) -> None:
+        if not self.folder:
+            self.folder = re.sub(r"[^A-Za-z0-9._=-]+", "-", self.name).strip("-") or "variant"
 
 
 def check_variants(variants: Sequence[Variant]) -> None:
@@ -105,9 +114,7 @@ def run_variant(variant: Variant, run_dir: Path, device: str | None = None) -> d
     seconds = float(last["seconds"]) if last.get("seconds") else None
     per = {name: float(values["R2"]) for name, values in result["per_structure"].items()}
     return {
-        "name": variant.name,
-        "folder": variant.folder,
-        "changes": variant.changes,
+        **_identity(variant),
         "status": status,
         "steps": steps,
         "train_s": seconds,
@@ -115,10 +122,24 @@ def run_variant(variant: Variant, run_dir: Path, device: str | None = None) -> d
         "R2_positive": sum(v > 0 for v in per.values()),
         "structures": len(per),
         "per_structure_R2": per,
+        "per_structure": {name: {k: _float(v.get(k)) for k in METRICS} for name, v in result["per_structure"].items()},
+        **({"per_structure_mean": {k: _float(result["per_structure_mean"].get(k)) for k in METRICS}}
+           if "per_structure_mean" in result else {}),
     }
 
 
-def _worker(name: str, tree: dict[str, Any], changes: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
+def _float(value: Any) -> float | None:
+    """A metrics.json number (None stays None: an undefined metric)."""
+    return None if value is None else float(value)
+
+
+def _identity(variant: Variant) -> dict[str, Any]:
+    """The fields of a result row that say which variant it is."""
+    return {"name": variant.name, "folder": variant.folder, "changes": variant.changes, "labels": variant.labels,
+            "extra": variant.extra, "ratio": variant.config.data.sparse_ratio, "seed": variant.config.train.seed}
+
+
+def _worker(variant: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
     """Process-pool entry: rebuild the variant from plain data and run it with ``threads`` CPU threads.
 
     The worker's console output (progress bar, log lines, warnings) goes to ``<run folder>.log`` beside the
@@ -128,12 +149,18 @@ def _worker(name: str, tree: dict[str, Any], changes: dict[str, Any], run_dir: s
 
     torch.set_num_threads(threads)
     with open(f"{run_dir}.log", "a") as console, redirect_stderr(console):
-        return run_variant(Variant(name, Config.model_validate(tree), changes), Path(run_dir))
+        tree = variant.pop("config")
+        return run_variant(Variant(config=Config.model_validate(tree), **variant), Path(run_dir))
+
+
+def _plain_fields(variant: Variant) -> dict[str, Any]:
+    """The variant's fields but its config (which travels to a worker as a JSON tree)."""
+    return {f.name: getattr(variant, f.name) for f in dataclasses.fields(variant) if f.name != "config"}
 
 
 def _failed(variant: Variant, exc: BaseException) -> dict[str, Any]:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return {"name": variant.name, "folder": variant.folder, "changes": variant.changes, "status": f"failed: {reason}"}
+    return {**_identity(variant), "status": f"failed: {reason}"}
 
 
 def _changes_text(changes: Mapping[str, Any]) -> str:
@@ -158,10 +185,16 @@ def results_table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[li
     return headers, body
 
 
-def write_results(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
-    """Write results.json / .csv / .md and r2.png for the rows so far; returns results.json."""
+FILES_GRID = Grid("files", "Ablation", ("config",), ())
+"""The layout of variants given as config files: one table row per file."""
+
+
+def write_results(out: Path, rows: Sequence[Mapping[str, Any]], grid: Grid | None = None,
+                  paper_dir: Path | None = None) -> Path:
+    """Write results.json / .csv, r2.png and results.md / .html (laid out as ``grid``, the paper's numbers from
+    ``paper_dir`` beside ours) for the rows so far; returns results.json."""
     from sparsessp.report.figures import save_bar_plot
-    from sparsessp.report.tables import markdown_table
+    from sparsessp.report.layout import results_document
 
     out.mkdir(parents=True, exist_ok=True)
     headers, body = results_table(rows)
@@ -171,10 +204,16 @@ def write_results(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     writer.writerow(headers)
     writer.writerows(body)
     atomic_write_text(out / "results.csv", text.getvalue())
-    atomic_write_text(out / "results.md", "# Ablation results (test split)\n\n" + markdown_table(headers, body) + "\n")
+    doc = results_document(rows, grid or FILES_GRID, out, paper_dir)
     scored = {row["name"]: row["overall"]["R2"] for row in rows if row.get("overall")}
     if scored:
-        save_bar_plot(out / "r2.png", scored, "test R2 (mean over volumes)", title="Ablation: test R2 per variant")
+        plot = save_bar_plot(out / "r2.png", scored, "test R2 (overall)", title="Ablation: test R2 per variant")
+        doc.image(plot, "test R2 per variant")
+    doc.heading(2, "All results")
+    doc.table(headers, body)
+    md, page = doc.render((grid or FILES_GRID).title)
+    atomic_write_text(out / "results.html", page)
+    atomic_write_text(out / "results.md", md)
     return out / "results.json"
 
 
@@ -184,18 +223,24 @@ def run_ablation(
     jobs: int = 1,
     report: bool = True,
     progress: Callable[[str], None] = lambda message: print(message, flush=True),
+    grid: Grid | None = None,
+    runs: str | Path | None = None,
+    paper_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every variant into ``out/runs/`` (``jobs`` at a time), writing the results after each; returns the rows.
+    """Run every variant into ``runs`` (default ``out/runs``; ``jobs`` at a time), writing the results after each
+    (laid out as ``grid``: see :func:`write_results`); returns the rows.
 
-    A variant that fails (bad data, a model that does not fit) is recorded as failed and the others go on;
-    an interruption (SIGINT / SIGTERM) stops the ablation after the running variants saved their state.
+    Ablations that share one ``runs`` folder train an experiment they have in common once (the paper's grids
+    give identical cells identical folders). A variant that fails (bad data, a model that does not fit) is
+    recorded as failed and the others go on; an interruption (SIGINT / SIGTERM) stops the ablation after the
+    running variants saved their state.
     """
     from sparsessp.data.synthcell import ensure_dataset
     from sparsessp.engine.trainer import Interrupted
 
     check_variants(variants)
     out = Path(out)
-    runs = out / "runs"
+    runs = Path(runs) if runs is not None else out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     done_roots: set[str] = set()
     for v in variants:
@@ -211,7 +256,7 @@ def run_ablation(
         outcome = (f"test R2 {overall['R2']:.4f} ({row['R2_positive']}/{row['structures']} above 0), "
                    f"{row['steps']} steps, {row['train_s']:.0f} s" if overall else "")
         progress(f"[{sum(r is not None for r in rows)}/{total}] {row['name']}: {row['status']} {outcome}".rstrip())
-        write_results(out, [r for r in rows if r is not None])
+        write_results(out, [r for r in rows if r is not None], grid, paper_dir)
 
     if jobs <= 1:
         for i, v in enumerate(variants):
@@ -226,8 +271,8 @@ def run_ablation(
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             futures = {
-                pool.submit(_worker, v.name, v.config.model_dump(mode="json"), v.changes, str(runs / v.folder),
-                            threads): i
+                pool.submit(_worker, {**_plain_fields(v), "config": v.config.model_dump(mode="json")},
+                            str(runs / v.folder), threads): i
                 for i, v in enumerate(variants)
             }
             for future in as_completed(futures):
@@ -250,20 +295,32 @@ def run_ablation(
 
 
 def variants_from(
-    configs: Sequence[tuple[str, Config]], rows: Sequence[Mapping[str, Any]] | None = None
+    configs: Sequence[tuple[str, Config]], grid: Grid | None = None, ratios: Sequence[int] | None = None
 ) -> list[Variant]:
-    """Variants from named configs, or from one base config and grid rows, named ``key=value,...``."""
-    from sparsessp.grids import row_configs, value_text
+    """Variants from named configs (each at every ratio of ``ratios``, if given), or the cells of ``grid`` over
+    one base config (at ``ratios`` instead of the grid's own, if given)."""
+    from sparsessp.config import config_from_dict
+    from sparsessp.grids import cell_config, cells
 
-    if rows is None:
-        return [Variant(name, cfg) for name, cfg in configs]
+    if grid is None:
+        out = []
+        for name, cfg in configs:
+            for ratio in ratios or [None]:
+                if ratio is None:
+                    out.append(Variant(name, cfg, labels={"config": name}))
+                    continue
+                changes = {"data.sparse_ratio": ratio}
+                try:
+                    at_ratio = config_from_dict(cfg.model_dump(mode="json"), [f"data.sparse_ratio={ratio}"])
+                except ConfigError as exc:
+                    raise ConfigError(f"{name}/r{ratio}: {exc}") from None
+                out.append(Variant(f"{name}/r{ratio}", at_ratio, changes, labels={"config": name}))
+        return out
     if len(configs) != 1:
         raise ConfigError(f"a grid varies one base config; got {len(configs)} configs")
-    variants = []
-    for (_, cfg), row in zip(row_configs(configs[0][1], rows), rows):
-        name = ",".join(f"{key.rsplit('.', 1)[-1]}={value_text(value)}" for key, value in row.items())
-        variants.append(Variant(name, cfg, dict(row)))
-    return variants
+    base = configs[0][1]
+    return [Variant(c.name, cell_config(base, c), c.all_changes, c.labels, c.extra, c.folder)
+            for c in cells(grid, ratios)]
 
 
 def print_table(rows: Sequence[Mapping[str, Any]], stream: Any = None) -> None:

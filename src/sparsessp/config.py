@@ -1,8 +1,8 @@
 """Run configuration: a pydantic schema of the stable names in product.md, YAML files and overrides.
 
 Every section forbids unknown keys, so a typo is an error naming the key before any work starts.
-Cross-field rules of the model design space live in :mod:`sparsessp.models.validate` (no torch
-import), and are applied here when a config is built.
+Cross-field rules of the model design space live in :mod:`sparsessp.design` (no torch import, no
+:mod:`sparsessp.models`), and are applied here when a config is built.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sparsessp.design import check_model_config
 from sparsessp.errors import ConfigError
 from sparsessp.structures import STRUCTURES
 
@@ -194,8 +195,6 @@ class Config(_Section):
         if self.model.architecture != "sparsessp":
             self._check_released_architecture()
             return self
-        from sparsessp.models.validate import check_model_config
-
         check_model_config(self.model, self.data)
         return self
 

@@ -1,6 +1,11 @@
 """Gaussian sliding-window prediction from a SPARSE transmitted-light volume to the dense 0.29 um grid.
 
-The window is ``(D, H, W)`` on the output (dense) grid and ``(D // r, H, W)`` on the sparse input.
+The window is ``(D, H, W)`` on the output (dense) grid and ``(ceil(D / r), H, W)`` on the sparse input, for
+any ratio r: a sparse window starting at sparse plane s gives dense planes ``s*r .. s*r + D - 1``, and n sparse
+planes give ``n * r`` dense planes (sparse plane k at k*r). Along z the starts tile the n sparse planes with
+windows of ``D // r`` whole r-plane cells (= ``D / r`` when r divides D, the released case); when r does not
+divide D a window's last sparse plane covers only part of its cell, so one edge-copied sparse plane is
+appended for the last window to reach plane ``n * r - 1``, and what it predicts past that is cropped.
 Window starts follow the released evaluation (the same positions as MONAI's ``dense_patch_slices``):
 per axis an interval ``int(w * (1 - overlap))``, starts ``0, interval, 2 * interval, ...`` until a window
 reaches the end, the last one clamped to end exactly at the volume's end. Along z the starts are computed
@@ -31,6 +36,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from sparsessp.design import sparse_depth
 from sparsessp.errors import InputError
 from sparsessp.structures import TARGET_VOXEL_UM
 
@@ -129,7 +135,7 @@ def sliding_window(
 ) -> torch.Tensor:
     """Predict the dense ``(1, 1, Z, Y, X)`` volume from a sparse ``(1, 1, Z/r, Y, X)`` one.
 
-    ``window`` is ``(D, H, W)`` on the dense grid (``D`` a multiple of ``sparse_ratio``). Volumes smaller
+    ``window`` is ``(D, H, W)`` on the dense grid (any ``sparse_ratio`` >= 1). Volumes smaller
     than the window are zero-padded (symmetrically, whole sparse slices along z) and cropped back. The
     windows run on ``device`` (default: the model's parameters' device, else the volume's); the output
     is accumulated on the volume's device in float32. Output depth is ``Z/r * r``.
@@ -138,14 +144,17 @@ def sliding_window(
         raise ValueError(f"expected a (1, 1, Z/r, Y, X) volume, got {tuple(sparse_volume.shape)}")
     r = int(sparse_ratio)
     depth, height, width = (int(w) for w in window)
-    if r < 1 or depth % r:
-        raise ValueError(f"window depth {depth} must be a positive multiple of the sparse ratio {r}")
-    in_depth = depth // r
+    if r < 1 or depth < r:
+        raise ValueError(f"the sparse ratio must be at least 1 and at most the window depth {depth}, got {r}")
+    in_depth = sparse_depth(depth, r)
     zs, ys, xs = (int(s) for s in sparse_volume.shape[2:])
     pads = [_symmetric_pad(zs, in_depth), _symmetric_pad(ys, height), _symmetric_pad(xs, width)]
     volume = sparse_volume.float()
     if any(lo or hi for lo, hi in pads):
         volume = F.pad(volume, (*pads[2], *pads[1], *pads[0]))
+    cells = depth // r  # sparse planes whose r dense planes a window covers whole
+    if depth % r:  # its last sparse plane's cell is partial: one more plane lets the last window reach the end
+        volume = F.pad(volume, (0, 0, 0, 0, 0, 1), mode="replicate")
     pz, py, px = (int(s) for s in volume.shape[2:])
     run_device = torch.device(device) if device is not None else (_module_device(model) or volume.device)
 
@@ -153,7 +162,7 @@ def sliding_window(
     out = torch.zeros((pz * r, py, px), dtype=torch.float32, device=volume.device)
     norm = torch.zeros_like(out)
     starts = itertools.product(
-        [s * r for s in window_starts(pz, in_depth, overlap)],
+        [s * r for s in window_starts(pz - (in_depth - cells), cells, overlap)],
         window_starts(py, height, overlap),
         window_starts(px, width, overlap),
     )

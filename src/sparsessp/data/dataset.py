@@ -68,9 +68,10 @@ def _pad_to(volume: np.ndarray, patch: tuple[int, int, int]) -> np.ndarray:
 
 
 class PatchDataset(Dataset):
-    """Random (sparse TL, dense target) patches: ``signal (1, D // r, H, W)``, ``target (1, D, H, W)``.
+    """Random (sparse TL, dense target) patches: ``signal (1, ceil(D / r), H, W)``, ``target (1, D, H, W)``.
 
-    The sparse view keeps TL slices ``0, r, 2r, ...`` of the cropped patch; the target stays dense. Along an
+    The sparse view keeps TL slices ``0, r, 2r, ...`` of the cropped patch (``ceil(D / r)`` of them, all
+    inside the window, for any ratio r >= 1); the target stays dense. The window may start at any z. Along an
     axis where the volume is smaller than the patch, the whole extent is taken and padded by reflection,
     centred (edge copy for a 1-voxel axis).
     """
@@ -88,8 +89,8 @@ class PatchDataset(Dataset):
             raise InputError("no volumes to train on: the split's manifests list no files")
         self.patch = (int(patch[0]), int(patch[1]), int(patch[2]))
         self.sparse_ratio = int(sparse_ratio)
-        if self.sparse_ratio < 1 or self.patch[0] % self.sparse_ratio:
-            raise ConfigError(f"patch depth {self.patch[0]} is not a multiple of data.sparse_ratio {sparse_ratio}")
+        if self.sparse_ratio < 1:
+            raise ConfigError(f"data.sparse_ratio must be at least 1, got {sparse_ratio}")
         self.records = list(records)
         self.flip = bool(flip)
         self.samples_per_epoch = samples_per_epoch

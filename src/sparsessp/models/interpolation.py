@@ -15,8 +15,9 @@ from sparsessp.models.conditioning.base import Conditioning
 PREFIX_MODES = ("nearest", "trilinear", "aligned")
 
 
-def prefix_interpolate(x: Tensor, ratio: int, mode: str) -> Tensor:
-    """Resample ``x`` (B, C, d, H, W) along depth to (B, C, d * ratio, H, W).
+def prefix_interpolate(x: Tensor, ratio: int, mode: str, depth: int | None = None) -> Tensor:
+    """Resample ``x`` (B, C, d, H, W) along depth to (B, C, d * ratio, H, W), then keep the first ``depth``
+    planes when given (d = ceil(D / r) sparse planes cover a target window of D planes for any r).
 
     - ``nearest``: ``F.interpolate(mode='nearest')`` to depth d*r, i.e. every slice repeated r times
       (the paper's default and the released code's);
@@ -30,13 +31,13 @@ def prefix_interpolate(x: Tensor, ratio: int, mode: str) -> Tensor:
     if mode not in PREFIX_MODES:
         raise ValueError(f"unknown prefix mode {mode!r}; choose one of {', '.join(PREFIX_MODES)}")
     if ratio == 1:
-        return x
+        return x[:, :, :depth]
     d, h, w = x.shape[2:]
     if mode == "nearest":
-        return F.interpolate(x, size=(d * ratio, h, w), mode="nearest")
+        return F.interpolate(x, size=(d * ratio, h, w), mode="nearest")[:, :, :depth]
     if mode == "trilinear":
-        return F.interpolate(x, size=(d * ratio, h, w), mode="trilinear", align_corners=False)
-    target = torch.arange(d * ratio, device=x.device)
+        return F.interpolate(x, size=(d * ratio, h, w), mode="trilinear", align_corners=False)[:, :, :depth]
+    target = torch.arange(d * ratio if depth is None else min(depth, d * ratio), device=x.device)
     lo = target // ratio
     hi = (lo + 1).clamp(max=d - 1)
     frac = torch.where(lo < d - 1, (target % ratio).to(x.dtype) / ratio, 0.0).view(1, 1, -1, 1, 1)
@@ -44,20 +45,21 @@ def prefix_interpolate(x: Tensor, ratio: int, mode: str) -> Tensor:
 
 
 class PrefixInterpolation(nn.Module):
-    """Fixed (parameter-free) depth up-sampling of the sparse TL before the network."""
+    """Fixed (parameter-free) depth up-sampling of the sparse TL before the network, cropped to ``depth``."""
 
-    def __init__(self, ratio: int, mode: str) -> None:
+    def __init__(self, ratio: int, mode: str, depth: int | None = None) -> None:
         super().__init__()
         if mode not in PREFIX_MODES:
             raise ValueError(f"unknown prefix mode {mode!r}; choose one of {', '.join(PREFIX_MODES)}")
         self.ratio = ratio
         self.mode = mode
+        self.depth = depth
 
     def forward(self, x: Tensor) -> Tensor:
-        return prefix_interpolate(x, self.ratio, self.mode)
+        return prefix_interpolate(x, self.ratio, self.mode, self.depth)
 
     def extra_repr(self) -> str:
-        return f"ratio={self.ratio}, mode={self.mode!r}"
+        return f"ratio={self.ratio}, mode={self.mode!r}, depth={self.depth}"
 
 
 class PostfixDeconv(nn.Module):

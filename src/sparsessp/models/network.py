@@ -1,6 +1,7 @@
 """The top-level SparseSSP network: interpolation x topology body x head, for one conditioning factory.
 
-Shapes (CONTRACTS.md): ``forward(x (B, 1, D/r, H, W), task_ids (B,)) -> (B, 1, D, H, W)``.
+Shapes (CONTRACTS.md): ``forward(x (B, 1, ceil(D/r), H, W), task_ids (B,)) -> (B, 1, D, H, W)``, any r >= 1:
+sparse plane k is dense plane k*r of the window; up-sampling gives ceil(D/r) * r planes, cropped to D.
 
 - ``prefix``: the TL is resampled to depth D first; the body runs on D; 3D heads emit 1 channel, 2D
   heads D channels.
@@ -19,10 +20,10 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
+from sparsessp.design import DECODER_DIMS, ENCODER_DIMS, check_model_config, input_depth, sparse_depth
 from sparsessp.models.conditioning.base import Conditioning, TaskContext
 from sparsessp.models.interpolation import PostfixDeconv, PostfixUpsample2d, PostfixUpsample3d, PrefixInterpolation
 from sparsessp.models.unet import build_unet
-from sparsessp.models.validate import DECODER_DIMS, ENCODER_DIMS, check_model_config, input_depth
 
 if TYPE_CHECKING:
     from sparsessp.config import Config
@@ -39,14 +40,14 @@ class SparseSSPNetwork(nn.Module):
         ratio = cfg.data.sparse_ratio
         self.sparse_ratio = ratio
         self.patch = tuple(cfg.data.patch)
-        self.sparse_depth = depth // ratio
+        self.sparse_depth = sparse_depth(depth, ratio)
         self.num_tasks = cond.num_tasks
         self.topology = model.topology
         self.interpolation = model.interpolation
         self.multiple = 2 ** (model.levels - 1)
         self.encoder_dims = ENCODER_DIMS[model.topology]
         self.decoder_dims = DECODER_DIMS[model.topology]
-        self.prefix = PrefixInterpolation(ratio, model.prefix_mode) if model.interpolation == "prefix" else None
+        self.prefix = PrefixInterpolation(ratio, model.prefix_mode, depth) if model.interpolation == "prefix" else None
         self.body = build_unet(cfg, cond, input_depth(model.interpolation, depth, ratio))
         c0 = self.body.out_channels
         postfix = model.interpolation == "postfix"
@@ -66,7 +67,7 @@ class SparseSSPNetwork(nn.Module):
         """Predict the dense target (B, 1, D, H, W) from the sparse TL (B, 1, D/r, H, W)."""
         if x.ndim != 5 or x.shape[1] != 1 or x.shape[2] != self.sparse_depth:
             raise ValueError(
-                f"expected TL of shape (B, 1, {self.sparse_depth}, H, W) (patch depth {self.patch[0]} / "
+                f"expected TL of shape (B, 1, {self.sparse_depth}, H, W) (ceil of patch depth {self.patch[0]} / "
                 f"sparse ratio {self.sparse_ratio}), got {tuple(x.shape)}"
             )
         if x.shape[3] % self.multiple or x.shape[4] % self.multiple:

@@ -7,7 +7,7 @@ the :class:`Conditioning` factory, so a mechanism changes the network without th
 
 Levels: ``len(cfg.model.channels)``; level k has ``channels[k]`` channels at spatial stride ``2**k``; the
 last level is the bottleneck. In 3D the depth is halved with the height and width while it is even,
-after that the stride is anisotropic (1, 2, 2) (see :func:`validate.level_depths`), so a shallow input
+after that the stride is anisotropic (1, 2, 2) (see :func:`sparsessp.design.level_depths`), so a shallow input
 (postfix with D/r = 1 or 2) keeps working.
 """
 
@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from sparsessp.design import DECODER_DIMS, ENCODER_DIMS, level_depths
 from sparsessp.models.blocks import Down, ResBlock, Up
 from sparsessp.models.conditioning.base import Conditioning, CondModule, Plain, TaskContext
 from sparsessp.models.registry import BACKBONES, resolve
 from sparsessp.models.transforms import ChannelToDepth, DepthToChannel
-from sparsessp.models.validate import DECODER_DIMS, ENCODER_DIMS, level_depths
 
 if TYPE_CHECKING:
     from sparsessp.config import Config

@@ -20,8 +20,8 @@ import numpy as np
 
 from sparsessp.errors import UserError
 from sparsessp.fileio import atomic_write_text
+from sparsessp.report.document import Document
 from sparsessp.report.figures import save_line_plot, save_mip_panel
-from sparsessp.report.tables import html_table, html_text, markdown_table
 
 METRIC_KEYS: tuple[str, ...] = ("MSE", "MAE", "R2", "pearson")
 MIP_COLUMNS: tuple[tuple[str, str], ...] = (("tl", "TL"), ("prediction", "prediction"), ("truth", "truth"))
@@ -132,39 +132,7 @@ def mip_rows(run: RunResults) -> list[tuple[str, list[tuple[str, np.ndarray, np.
     return rows
 
 
-class _Doc:
-    """A report built once as blocks and rendered to both Markdown and HTML."""
-
-    def __init__(self) -> None:
-        self.md: list[str] = []
-        self.html: list[str] = []
-
-    def heading(self, level: int, text: str) -> None:
-        self.md.append(f"{'#' * level} {text}")
-        self.html.append(f"<h{level}>{html_text(text)}</h{level}>")
-
-    def para(self, text: str) -> None:
-        self.md.append(text)
-        self.html.append(f"<p>{html_text(text)}</p>")
-
-    def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        self.md.append(markdown_table(headers, rows))
-        self.html.append(html_table(headers, rows))
-
-    def image(self, file: str, alt: str) -> None:
-        self.md.append(f"![{alt}]({file})")
-        self.html.append(f'<p><img src="{html_text(file)}" alt="{html_text(alt)}" style="max-width:100%"></p>')
-
-    def render(self, title: str) -> tuple[str, str]:
-        md = "\n\n".join(self.md) + "\n"
-        style = "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}" \
-                "td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}td:first-child{text-align:left}"
-        page = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html_text(title)}</title>"
-                f"<style>{style}</style></head><body>\n" + "\n".join(self.html) + "\n</body></html>\n")
-        return md, page
-
-
-def _run_section(doc: _Doc, run: RunResults, out_dir: Path) -> None:
+def _run_section(doc: Document, run: RunResults, out_dir: Path) -> None:
     doc.heading(2, run.name)
     doc.para(
         f"Folder `{run.path}`; topology {run.setting('model', 'topology')}, conditioning "
@@ -196,8 +164,8 @@ def _run_section(doc: _Doc, run: RunResults, out_dir: Path) -> None:
         doc.table(["structure", *(f"Δ{k} %" for k in keys)], gain_rows)
     rows_mip = mip_rows(run)
     if rows_mip:
-        file = f"{run.name}_mips.png"
-        save_mip_panel(out_dir / file, rows_mip, title=f"{run.name}: max-intensity projections (z-scores)")
+        file = save_mip_panel(out_dir / f"{run.name}_mips.png", rows_mip,
+                              title=f"{run.name}: max-intensity projections (z-scores)")
         doc.image(file, f"{run.name}: TL, prediction and truth")
 
 
@@ -209,7 +177,7 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     _unique_names(runs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = _Doc()
+    doc = Document()
     doc.heading(1, "sparsessp report")
     doc.para(f"Split `{split}`. Every number below is read from the runs' `metrics.json` and "
              "`evaluation/` files; predictions and targets are z-scores.")
@@ -231,9 +199,9 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
             xs, ys = series.setdefault(label, ([], []))
             xs.append(float(run.setting("data", "sparse_ratio")))
             ys.append(_number(run.metrics["overall"].get("R2")))
-        save_line_plot(out_dir / "r2_vs_sparsity.png", series, "sparse ratio r", "R2 (mean over all volumes)",
-                       title="R2 against sparsity")
-        doc.image("r2_vs_sparsity.png", "R2 against sparse ratio")
+        plot = save_line_plot(out_dir / "r2_vs_sparsity.png", series, "sparse ratio r", "R2 (mean over all volumes)",
+                              title="R2 against sparsity")
+        doc.image(plot, "R2 against sparse ratio")
     for run in runs:
         _run_section(doc, run, out_dir)
     md, page = doc.render("sparsessp report")

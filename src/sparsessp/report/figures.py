@@ -1,4 +1,4 @@
-"""PNG figures with matplotlib's Agg backend: max-intensity-projection panels and line plots."""
+"""PNG figures with matplotlib's Agg backend: max-intensity-projection panels, line plots and bar charts."""
 
 from __future__ import annotations
 
@@ -101,6 +101,31 @@ def save_line_plot(
     if len(series) > 1:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+    return _save_png(plt, fig, path)
+
+
+def save_line_panels(
+    path: str | Path, panels: Sequence[tuple[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]]],
+    xlabel: str, ylabel: str, styles: Mapping[str, Mapping[str, object]] | None = None, title: str | None = None,
+) -> Path:
+    """Write side-by-side line plots (one per ``(panel title, series)``); ``styles`` gives a series' matplotlib
+    keywords (colour, marker, line style) so one series looks the same in every panel."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (panel_title, series) in zip(axes[0], panels):
+        for name, (xs, ys) in series.items():
+            x = np.asarray(xs, dtype=float)
+            order = np.argsort(x)
+            style = {"marker": "o", **(styles or {}).get(name, {})}
+            ax.plot(x[order], np.asarray(ys, dtype=float)[order], label=name, **style)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize=9)
+        ax.grid(alpha=0.3)
+        if series:
+            ax.legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return _save_png(plt, fig, path)
 
 

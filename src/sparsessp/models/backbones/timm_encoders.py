@@ -1,6 +1,6 @@
 """timm backbones as the 2D encoder of the ``2d`` and ``2to3d`` topologies (architecture.md sec. 5, paper Table 5).
 
-Names (``model.backbone``; ``registry.BACKBONES``, their timm models in ``validate.TIMM_BACKBONES``): the
+Names (``model.backbone``; ``registry.BACKBONES``, their timm models in ``design.TIMM_BACKBONES``): the
 paper's ``resnet18``, ``swin_base``, ``vit_base``, ``dinov2_base``, ``vit_large``, and the smallest variant
 of each family for tests and CPU runs: ``swin_tiny``, ``vit_tiny``, ``dinov2_small`` (ResNet-18 is already
 the smallest ResNet). Models are built with ``pretrained=False`` (nothing downloads) and
@@ -25,7 +25,7 @@ DINOv2 (14-px patches) is fed a bilinear, antialiased resize of the input by 14/
 exactly H/16 x W/16 and lines up with stride 16 like the other ViTs (padding to a multiple of 14 would
 leave a token grid that matches no power-of-two stride). Input constraints (H, W multiples of 4 for Swin,
 16 for the ViTs; enough levels for the backbone to feed one) are checked at config time by
-``validate.check_backbone``.
+``design.check_backbone``.
 
 Conditioning: the foreign backbone and its adapters are unconditioned (a task-agnostic feature
 extractor, as in TSNs with its ResNet-18); the task conditioning acts in the decoder and the head, which
@@ -53,11 +53,11 @@ import torch.nn.functional as F
 from timm.models import adapt_input_conv
 from torch import Tensor, nn
 
+from sparsessp.design import TIMM_BACKBONES, TimmBackbone
 from sparsessp.errors import CheckpointError
 from sparsessp.models.backbones.pyramid import SimpleFeaturePyramid, octaves
 from sparsessp.models.blocks import Down, ResBlock
 from sparsessp.models.conditioning.base import Conditioning, CondSequential, Plain, TaskContext, norm_nd
-from sparsessp.models.validate import TIMM_BACKBONES, TimmBackbone
 
 if TYPE_CHECKING:
     from sparsessp.config import Config

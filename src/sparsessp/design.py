@@ -1,17 +1,35 @@
-"""Config-time checks of the design space (pure arithmetic, no torch): impossible combinations fail early.
+"""The design space's names, arithmetic and cross-field rules (pure Python, no torch): impossible
+combinations fail when a config is built, before any work starts.
 
-The depth arithmetic the networks are built from lives here too (``input_depth``, ``level_depths``), so the
-checks and the modules cannot disagree.
+It sits on the config's side of the import direction (cli -> ... -> models -> config -> design): the
+config calls :func:`check_model_config` and never imports :mod:`sparsessp.models`; the models import the
+depth arithmetic they are built from (``input_depth``, ``level_depths``) from here, so the checks and the
+modules cannot disagree. ``models.registry`` maps the names listed here to classes (a test keeps both
+in step).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from sparsessp.models.registry import BACKBONES, CONDITIONINGS
-
 if TYPE_CHECKING:
     from sparsessp.config import DataConfig, ModelConfig
+
+CONDITIONINGS: tuple[str, ...] = ("none", "condnet", "multihead", "tsn", "dodnet", "tgnet", "multinet", "repmode")
+"""Names of ``model.conditioning`` (``models.registry.CONDITIONINGS`` maps each to its factory)."""
+
+BACKBONES: tuple[str, ...] = (
+    "unet",
+    "resnet18",
+    "swin_tiny",
+    "swin_base",
+    "vit_tiny",
+    "vit_base",
+    "vit_large",
+    "dinov2_small",
+    "dinov2_base",
+)
+"""Names of ``model.backbone`` (``models.registry.BACKBONES`` maps each to its 2D encoder)."""
 
 ENCODER_DIMS: dict[str, int] = {"3d": 3, "2d": 2, "3to2d": 3, "2to3d": 2}
 """Spatial dims of each topology's encoder."""
@@ -52,9 +70,18 @@ multiple of 32 x window; only the patch embedding must tile the input.
 """
 
 
+def sparse_depth(patch_depth: int, sparse_ratio: int) -> int:
+    """TL planes of a window of target depth D at any ratio r: ``ceil(D / r)``, sparse plane k at dense k*r.
+
+    Every sparse plane lies inside the window ((ceil(D/r) - 1) * r < D); the networks up-sample them to
+    ``ceil(D/r) * r`` planes and crop to D, so r need not divide D.
+    """
+    return -(-patch_depth // sparse_ratio)
+
+
 def input_depth(interpolation: str, patch_depth: int, sparse_ratio: int) -> int:
-    """Depth the network body sees: the target depth D after prefix interpolation, else the sparse D/r."""
-    return patch_depth if interpolation == "prefix" else patch_depth // sparse_ratio
+    """Depth the network body sees: the target depth D after prefix interpolation, else the sparse ceil(D/r)."""
+    return patch_depth if interpolation == "prefix" else sparse_depth(patch_depth, sparse_ratio)
 
 
 def level_depths(depth: int, levels: int) -> list[int]:
@@ -81,8 +108,11 @@ def check_model_config(model: ModelConfig, data: DataConfig) -> None:
     check_backbone(model, data)
     depth, height, width = data.patch
     r = data.sparse_ratio
-    if depth % r:
-        raise ValueError(f"data.patch: depth {depth} is not a multiple of data.sparse_ratio {r}")
+    if depth < r:
+        raise ValueError(
+            f"data.patch: depth {depth} is smaller than data.sparse_ratio {r}: a window must hold one whole "
+            f"sparse interval (r planes)"
+        )
     if model.interpolation == "none" and DECODER_DIMS[model.topology] == 3:
         raise ValueError(
             f"model.interpolation: 'none' needs a 2D decoder (topology 2d or 3to2d), but topology "
