@@ -87,8 +87,7 @@ def test_init_from_loads_the_released_weights_exactly(arch: str, config_file: Pa
         assert torch.equal(value, released[key]), key
     # the same weights through a sparsessp checkpoint of the imported network
     ckpt = tmp_path / "imported.ckpt"
-    source = "sparsessp-released" if arch == "sparsessp-released" else arch
-    imported = import_weights(_fixture(CASES[arch][1]), source, structures=["dna"] if arch == "fnet" else None)
+    imported = import_weights(_fixture(CASES[arch][1]), arch, structures=["dna"] if arch == "fnet" else None)
     assert imported.config.model.architecture == arch
     assert imported.config.model.architecture_spec() == cfg.model.architecture_spec()
     save_checkpoint(ckpt, imported_state(imported))
