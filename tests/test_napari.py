@@ -150,3 +150,23 @@ def test_reader_keeps_scale_and_channel_names_of_ome_zarr(tmp_path: Path) -> Non
     assert (meta["name"], meta2["name"]) == ("lamin_b1", "TL")
     assert meta["scale"] == pytest.approx((0.29, 0.3, 0.31))
     np.testing.assert_array_equal(second, data[0, 1])
+
+
+def test_reader_keeps_the_time_axis_of_a_time_lapse(tmp_path: Path) -> None:
+    import tifffile
+
+    data = np.random.default_rng(3).normal(size=(3, 1, 6, 16, 16)).astype(np.float32)
+    path = tmp_path / "movie_dna.ome.tif"
+    tifffile.imwrite(path, data, ome=True, metadata={
+        "axes": "TCZYX", "Channel": {"Name": ["dna"]}, "TimeIncrement": 30.0, "TimeIncrementUnit": "s",
+        "PhysicalSizeZ": 0.29, "PhysicalSizeY": 0.3, "PhysicalSizeX": 0.31,
+    })
+    read = reader.get_reader(str(path))
+    assert read is not None
+    viewer = ViewerModel()
+    for layer_data in read(str(path)):
+        layers.add_layer(viewer, layer_data)
+    layer = viewer.layers["dna"]
+    assert layer.data.shape == (3, 6, 16, 16)
+    np.testing.assert_allclose(layer.scale, (30.0, 0.29, 0.3, 0.31))
+    np.testing.assert_array_equal(np.asarray(layer.data[2]), data[2, 0])

@@ -20,14 +20,23 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
 
 
 def read(path: str | list[str]) -> list[LayerData]:
-    """Layers of each file: its channels with their names, the file's voxel size (um) as scale."""
-    from sparsessp.data.io import read_volume
+    """Layers of each file: its channels with their names, the file's voxel size (um) as scale.
+
+    Read lazily (a dask array), so a long time-lapse opens at once; a file with several timepoints keeps its
+    T axis (scaled by the time increment in seconds, where the file gives one).
+    """
+    from sparsessp.data.io import open_image
 
     layers: list[LayerData] = []
     for item in [path] if isinstance(path, str) else path:
-        image = read_volume(Path(item), min_z=1, validate=False)
-        scale = tuple(float(s) if s else 1.0 for s in image.physical_sizes)
-        for name, channel in zip(image.channel_names, image.data):
+        image = open_image(Path(item))
+        spatial = tuple(float(s) if s else 1.0 for s in image.physical_sizes)
+        timepoints = image.shape[0]
+        for index, name in enumerate(image.channel_names):
+            data = image.array[:, index]
+            scale: tuple[float, ...] = (float(image.time_increment or 1.0), *spatial)
+            if timepoints == 1:
+                data, scale = data[0], spatial
             meta = {"name": name, "scale": scale, "metadata": {"path": str(item), "channel": name}}
-            layers.append((channel, meta, "image"))
+            layers.append((data, meta, "image"))
     return layers
