@@ -99,7 +99,11 @@ def paper_configs() -> dict[str, tuple[str, dict]]:
             what = f"Table 3: {method} on the {topology} topology, prefix nearest, 3D projection."
             if backbone != "unet":
                 what += f" TSNs' ResNet-18 2D encoder (= Table 5's {backbone} row)."
-            out[f"methods/{method}_{topology}.yaml"] = (what, paper(topology, "prefix", "3d", method, backbone))
+            cfg = paper(topology, "prefix", "3d", method, backbone)
+            if method == "multinet" and topology != "3d":
+                what += " Members of our skeleton (the paper's pytorch_fnet member is 3D only)."
+                cfg["model"]["conditioning_options"] = {"member": "sparsessp"}
+            out[f"methods/{method}_{topology}.yaml"] = (what, cfg)
     for backbone, label in BACKBONES.items():
         for topology in ("2d", "2to3d"):
             what = (

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from sparsessp.errors import CheckpointError, UserError
-from sparsessp.models.compat import build_from_checkpoint, checkpoint_dict, import_weights
+from sparsessp.models.compat import build_from_checkpoint, import_weights
 from sparsessp.models.conditioning.mode import ROUTES, MoDEConv
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
@@ -142,10 +142,10 @@ def test_fnet_output() -> None:
 
 
 def test_checkpoint_round_trip_through_load_model(tmp_path: Path, released_io: dict) -> None:
-    from sparsessp.engine.checkpoint import load_model, save_checkpoint
+    from sparsessp.engine.checkpoint import imported_state, load_model, save_checkpoint
 
     model = released()
-    save_checkpoint(tmp_path / "ours.ckpt", checkpoint_dict(model))
+    save_checkpoint(tmp_path / "ours.ckpt", imported_state(model))
     loaded = load_model(tmp_path / "ours.ckpt")
     assert type(loaded) is type(model) and not loaded.training
     assert (loaded.sparse_ratio, tuple(loaded.patch), loaded.structures) == (4, (16, 32, 32), model.structures)

@@ -55,3 +55,27 @@ def test_quickstart_reuses_matching_dataset(tmp_path: Path, capsys: pytest.Captu
     other = quickstart_config([*TINY, f"data.root={data}", "data.synthcell.seed=1"])
     assert "written" in ensure_dataset(other)
     assert json.loads((data / "synthcell.json").read_text())["seed"] == 1
+
+
+def test_wall_clock_cap_is_said_plainly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, data = tmp_path / "run", tmp_path / "data"
+    argv = [a if a != "train.max_steps=1" else "train.max_steps=100000" for a in _argv(out, data)]
+    argv[argv.index("--minutes") + 1] = "0.0005"  # 30 ms: the cap stops training long before its steps
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    assert "NOTE: training was stopped early by the 0.0005-minute wall-clock cap at step" in stdout
+    assert "of 100000" in stdout
+    assert "stopped early" in (out / "report" / "report.md").read_text()
+    assert "stopped early" in (out / "report" / "report.html").read_text()
+
+
+def test_train_makes_the_synthcell_data_its_config_describes(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from sparsessp.cli.quickstart import quickstart_config
+
+    config = tmp_path / "quickstart.yaml"
+    quickstart_config([*TINY, f"data.root={tmp_path / 'fresh'}"]).save(config)
+    assert not (tmp_path / "fresh").exists()
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 0
+    assert "SynthCell-12 written to" in capsys.readouterr().out
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()

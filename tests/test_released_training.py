@@ -12,9 +12,16 @@ import yaml
 from conftest import tiny_train_config
 from sparsessp.cli.main import main
 from sparsessp.config import load_config
-from sparsessp.engine.checkpoint import base_state, load_checkpoint, load_model, load_weights, save_checkpoint
+from sparsessp.engine.checkpoint import (
+    base_state,
+    imported_state,
+    load_checkpoint,
+    load_model,
+    load_weights,
+    save_checkpoint,
+)
 from sparsessp.errors import CheckpointError, ConfigError
-from sparsessp.models.compat import checkpoint_dict, import_weights, initial_state_dict
+from sparsessp.models.compat import import_weights, initial_state_dict
 from sparsessp.models.registry import ARCHITECTURES, build_model, resolve
 from sparsessp.structures import STRUCTURES
 
@@ -80,11 +87,10 @@ def test_init_from_loads_the_released_weights_exactly(arch: str, config_file: Pa
         assert torch.equal(value, released[key]), key
     # the same weights through a sparsessp checkpoint of the imported network
     ckpt = tmp_path / "imported.ckpt"
-    source = "sparsessp-released" if arch == "sparsessp-released" else arch
-    imported = import_weights(_fixture(CASES[arch][1]), source, structures=["dna"] if arch == "fnet" else None)
+    imported = import_weights(_fixture(CASES[arch][1]), arch, structures=["dna"] if arch == "fnet" else None)
     assert imported.config.model.architecture == arch
     assert imported.config.model.architecture_spec() == cfg.model.architecture_spec()
-    save_checkpoint(ckpt, checkpoint_dict(imported))
+    save_checkpoint(ckpt, imported_state(imported))
     fresh = build_model(cfg)
     load_weights(fresh, initial_state_dict(ckpt, fresh), ckpt)
     for key, value in fresh.state_dict().items():

@@ -243,3 +243,33 @@ def test_simulate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert err.startswith("error: ") and err.count("\n") == 1 and "--overwrite" in err
     assert main([*argv, "--seed", "1", "--overwrite"]) == 0
     assert dataset_matches(out, size=SMALL, count=3, seed=1, structures=["tom20", "dna"])
+
+
+def test_a_cell_that_is_all_boundary_divides_by_nothing() -> None:
+    """A sliver cell (every pixel on a boundary, so its largest inner distance is 0) used to give 0/0 in
+    the dome and nucleus shapes: NaN that became blocks of exact zeros in the TL (simulate --size 64 512 512)."""
+    from sparsessp.data.synthcell.scene import _cells
+
+    labels = np.zeros((24, 24), dtype=np.int64)
+    labels[:, 20] = 1  # a one-pixel-wide cell
+    d_inner = ndimage.distance_transform_edt(labels == 0).astype(np.float32)
+    d_inner[labels == 1] = 0.0
+    with np.errstate(all="raise"):
+        cells = _cells(np.random.default_rng(0), labels, d_inner, 3.0, 20.0, "flat")
+    assert (cells.dmax >= 1.0).all()
+    assert np.isfinite(cells.nuc_axes).all() and (cells.nuc_axes > 0).all()
+
+
+@pytest.mark.slow
+def test_large_field_has_no_nan_blocks(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert main(["simulate", "--size", "64", "512", "512", "--structures", "lamin_b1", "--count", "1",
+                     "--out", str(tmp_path / "d"), "--workers", "1"]) == 0
+    from sparsessp.data.io import read_volume
+
+    tl = read_volume(next((tmp_path / "d" / "images").glob("*.ome.tif")), channel=0).volume()
+    assert tl.shape == (64, 512, 512)
+    assert not (tl == 0).any(), "exact zeros in the TL (NaN cast to uint16)"

@@ -43,5 +43,7 @@ def test_claims_agree_and_disagree_with_the_numbers(study: ModuleType) -> None:
     assert "best cell of Table 3: **disagree**" in text and "Best: RepMode/2D/r4 (R2 0.6000)" in text
     assert "ranks 2 of 4" in text  # the seed-1 rerun is not a cell of its own
     assert "(Fig. 4): **agree**" in text and "3D -0.0300, 3-to-2D -0.0100" in text
+    why = study.causes({"table1": t1, "table3": t3, "fig4": f4})
+    assert [line.split(":")[0] for line in why] == ["- Claim 1", "- Claim 4"]
     seeds = "\n".join(study.seed_lines(t3))
     assert "RepMode 2D: seed 0 R2 0.6000, seed 1 R2 0.4500 (difference 0.1500)" in seeds

@@ -17,6 +17,9 @@ _API = {
     "load_model": "sparsessp.engine.checkpoint",
     "import_weights": "sparsessp.models.compat",
     "predict_volume": "sparsessp.inference",
+    "predict_file": "sparsessp.predict",
+    "predict_files": "sparsessp.predict",
+    "PredictOptions": "sparsessp.predict",
 }
 
 __all__ = ["__version__", *_API]

@@ -123,6 +123,8 @@ def run_variant(variant: Variant, run_dir: Path, device: str | None = None) -> d
         "structures": len(per),
         "per_structure_R2": per,
         "per_structure": {name: {k: _float(v.get(k)) for k in METRICS} for name, v in result["per_structure"].items()},
+        **({"per_structure_mean": {k: _float(result["per_structure_mean"].get(k)) for k in METRICS}}
+           if "per_structure_mean" in result else {}),
     }
 
 

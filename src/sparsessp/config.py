@@ -112,7 +112,7 @@ class ModelConfig(_Section):
     conditioning_options: dict[str, Any] = Field(
         default_factory=dict,
         description="mechanism options; tsn: style adain (the paper's / official TSNs', default) or film (ours), "
-        "latent_dim, mapping_layers",
+        "latent_dim, mapping_layers; multinet: member fnet (pytorch_fnet's U-Net, the paper's, default) or sparsessp",
     )
 
     @field_validator("channels")

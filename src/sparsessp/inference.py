@@ -11,8 +11,10 @@ per axis an interval ``int(w * (1 - overlap))``, starts ``0, interval, 2 * inter
 reaches the end, the last one clamped to end exactly at the volume's end. Along z the starts are computed
 on the sparse grid and multiplied by ``r``, so every input window begins on a sparse slice (for the
 released setting, e.g. D = 16, r = 4, overlap 0.5, these are the released dense-grid starts).
-Windows are streamed in batches and accumulated into one output and one weight buffer: memory is two
-output-sized float32 buffers plus one batch of windows, whatever the volume's size.
+Windows are streamed in batches and accumulated on the device that runs the model into one output and
+one weight buffer. :func:`predict_block` does this for one y-x block of the output (the buffers cover the
+block plus one window margin), so a field of any size predicts in bounded memory, block by block, with
+the same values as a whole-volume pass (:func:`sliding_window` is one block covering the volume).
 
 Weighting (``blend``):
 
@@ -30,11 +32,11 @@ import itertools
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from sparsessp.design import sparse_depth
 from sparsessp.errors import InputError
@@ -120,6 +122,185 @@ def _batched(items: Iterator[tuple[int, int, int]], size: int) -> Iterator[list[
         yield batch
 
 
+@dataclass(frozen=True)
+class WindowGrid:
+    """Where the windows of a sparse ``(n, Y, X)`` volume go, on the padded grid (module docstring).
+
+    Volumes smaller than the window are zero-padded symmetrically (whole sparse slices along z); when r
+    does not divide D one edge-copied sparse plane follows (``extra``). ``starts`` are the padded grid's
+    window starts (z on the dense grid). The grid depends only on the volume's shape, so block-wise
+    prediction (:func:`predict_block`) places exactly the windows a whole-volume prediction would.
+    """
+
+    shape: tuple[int, int, int]
+    window: tuple[int, int, int]
+    ratio: int
+    pads: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    starts: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+    @property
+    def in_depth(self) -> int:
+        return sparse_depth(self.window[0], self.ratio)
+
+    @property
+    def extra(self) -> int:
+        """1 when r does not divide D: the edge-copied sparse plane the last window needs."""
+        return int(self.window[0] % self.ratio != 0)
+
+    @property
+    def sparse_padded(self) -> int:
+        return self.shape[0] + sum(self.pads[0]) + self.extra
+
+    @property
+    def out_depth(self) -> int:
+        """Dense slices of the (unpadded) prediction: sparse slice ``k`` sits at dense slice ``k * r``."""
+        return self.shape[0] * self.ratio
+
+    @property
+    def padded_depth(self) -> int:
+        return self.sparse_padded * self.ratio
+
+
+def window_grid(shape: Sequence[int], window: Sequence[int], sparse_ratio: int, overlap: float = 0.5) -> WindowGrid:
+    """The :class:`WindowGrid` of a sparse volume of ``shape`` for a dense ``window`` ``(D, H, W)``."""
+    r = int(sparse_ratio)
+    depth, height, width = (int(w) for w in window)
+    if r < 1 or depth < r:
+        raise ValueError(f"the sparse ratio must be at least 1 and at most the window depth {depth}, got {r}")
+    in_depth = sparse_depth(depth, r)
+    cells = depth // r  # sparse planes whose r dense planes a window covers whole
+    zs, ys, xs = (int(s) for s in shape)
+    pads = (_symmetric_pad(zs, in_depth), _symmetric_pad(ys, height), _symmetric_pad(xs, width))
+    padded = [size + lo + hi for size, (lo, hi) in zip((zs, ys, xs), pads)]
+    padded[0] += int(depth % r != 0)
+    starts = (
+        tuple(s * r for s in window_starts(padded[0] - (in_depth - cells), cells, overlap)),
+        tuple(window_starts(padded[1], height, overlap)),
+        tuple(window_starts(padded[2], width, overlap)),
+    )
+    return WindowGrid((zs, ys, xs), (depth, height, width), r, pads, starts)
+
+
+def block_bytes(grid: WindowGrid, block: tuple[int, int], window_batch: int = 4) -> int:
+    """Bytes the block buffers of :func:`predict_block` hold for a ``block`` (h, w) of output.
+
+    Dense output and weight sums over the block plus one window margin, the sparse input over the same
+    region, the finished block on the host and one batch of windows in and out (float32).
+    """
+    depth, height, width = grid.window
+    region = (block[0] + 2 * height) * (block[1] + 2 * width)
+    voxels = 2 * grid.padded_depth * region + grid.sparse_padded * region + grid.out_depth * block[0] * block[1]
+    voxels += window_batch * (depth + grid.in_depth) * height * width
+    return 4 * voxels
+
+
+def choose_block(grid: WindowGrid, budget_bytes: float, window_batch: int = 4) -> tuple[int, int]:
+    """The largest square-ish output block (h, w) whose buffers fit ``budget_bytes`` (at least one window)."""
+    _, ys, xs = grid.shape
+    _, height, width = grid.window
+    size = max(ys, xs)
+    while size > min(height, width) and block_bytes(grid, (min(ys, size), min(xs, size)), window_batch) > budget_bytes:
+        size = max(min(height, width), int(size * 0.8))
+    return min(ys, max(size, 1)), min(xs, max(size, 1))
+
+
+def blocks(grid: WindowGrid, block: tuple[int, int]) -> list[tuple[slice, slice]]:
+    """Output blocks (y, x slices of the unpadded volume) tiling the field in row-major order."""
+    _, ys, xs = grid.shape
+    return [
+        (slice(y, min(y + block[0], ys)), slice(x, min(x + block[1], xs)))
+        for y in range(0, ys, block[0])
+        for x in range(0, xs, block[1])
+    ]
+
+
+def _covering(starts: Sequence[int], size: int, lo: int, hi: int) -> list[int]:
+    return [s for s in starts if s < hi and s + size > lo]
+
+
+def block_windows(grid: WindowGrid, block: tuple[slice, slice]) -> int:
+    """How many windows :func:`predict_block` runs for ``block`` (those overlapping it)."""
+    (_, _), (py0, _), (px0, _) = grid.pads
+    ny = len(_covering(grid.starts[1], grid.window[1], block[0].start + py0, block[0].stop + py0))
+    nx = len(_covering(grid.starts[2], grid.window[2], block[1].start + px0, block[1].stop + px0))
+    return ny * nx * len(grid.starts[0])
+
+
+RegionReader = Callable[[slice, slice], np.ndarray | torch.Tensor]
+"""``read(y, x)``: the normalised sparse input ``(Z/r, h, w)`` of the unpadded volume over slices ``y``, ``x``."""
+
+
+@torch.no_grad()
+def predict_block(
+    model: ModelFn | nn.Module,
+    read: RegionReader,
+    grid: WindowGrid,
+    block: tuple[slice, slice],
+    task_id: int,
+    weights: torch.Tensor,
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """Predict the dense ``(Z, h, w)`` output of one y-x ``block``; float32 on ``device``.
+
+    Every window of ``grid`` that overlaps the block runs (batched), its prediction times ``weights``
+    is accumulated on ``device`` into buffers covering the block plus the windows' margin, and the
+    block is cut out of the normalised sum: the same values as a whole-volume pass, in bounded memory.
+    """
+    from sparsessp.precision import autocast
+
+    device = torch.device(device)
+    depth, height, width = grid.window
+    r, in_depth = grid.ratio, grid.in_depth
+    (pz0, _), (py0, _), (px0, _) = grid.pads
+    by, bx = block
+    ys_pad = _covering(grid.starts[1], height, by.start + py0, by.stop + py0)
+    xs_pad = _covering(grid.starts[2], width, bx.start + px0, bx.stop + px0)
+    ry0, ry1 = ys_pad[0], ys_pad[-1] + height
+    rx0, rx1 = xs_pad[0], xs_pad[-1] + width
+    zs, ys, xs = grid.shape
+    region = torch.zeros((grid.sparse_padded, ry1 - ry0, rx1 - rx0), dtype=torch.float32, device=device)
+    src_y = slice(max(ry0 - py0, 0), min(ry1 - py0, ys))
+    src_x = slice(max(rx0 - px0, 0), min(rx1 - px0, xs))
+    data = torch.as_tensor(read(src_y, src_x), dtype=torch.float32)
+    region[
+        pz0 : pz0 + zs,
+        src_y.start + py0 - ry0 : src_y.stop + py0 - ry0,
+        src_x.start + px0 - rx0 : src_x.stop + px0 - rx0,
+    ] = data.to(device)
+    del data
+    if grid.extra:
+        region[-1] = region[-2]
+    out = torch.zeros((grid.padded_depth, ry1 - ry0, rx1 - rx0), dtype=torch.float32, device=device)
+    norm = torch.zeros_like(out)
+    weights = weights.to(device)
+    starts = itertools.product(grid.starts[0], ys_pad, xs_pad)
+    for batch in _batched(starts, max(1, int(batch_size))):
+        x = torch.stack(
+            [region[z // r : z // r + in_depth, y - ry0 : y - ry0 + height, w - rx0 : w - rx0 + width]
+             for z, y, w in batch]
+        )[:, None]
+        tasks = torch.full((len(batch),), int(task_id), dtype=torch.int64, device=device)
+        with autocast(precision, device):
+            pred = model(x, tasks)
+        if tuple(pred.shape) != (len(batch), 1, depth, height, width):
+            raise ValueError(f"model returned {tuple(pred.shape)} for windows of {(depth, height, width)}")
+        pred = pred.float()
+        for k, (z, y, w) in enumerate(batch):
+            cut = (slice(z, z + depth), slice(y - ry0, y - ry0 + height), slice(w - rx0, w - rx0 + width))
+            out[cut] += pred[k, 0] * weights
+            norm[cut] += weights
+    del region
+    z0 = pz0 * r
+    cut = (
+        slice(z0, z0 + grid.out_depth),
+        slice(by.start + py0 - ry0, by.stop + py0 - ry0),
+        slice(bx.start + px0 - rx0, bx.stop + px0 - rx0),
+    )
+    return out[cut] / norm[cut]
+
+
 @torch.no_grad()
 def sliding_window(
     model: ModelFn | nn.Module,
@@ -132,58 +313,33 @@ def sliding_window(
     batch_size: int = 4,
     sigma_scale: float = 0.125,
     device: torch.device | str | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Predict the dense ``(1, 1, Z, Y, X)`` volume from a sparse ``(1, 1, Z/r, Y, X)`` one.
 
     ``window`` is ``(D, H, W)`` on the dense grid (any ``sparse_ratio`` >= 1). Volumes smaller
     than the window are zero-padded (symmetrically, whole sparse slices along z) and cropped back. The
-    windows run on ``device`` (default: the model's parameters' device, else the volume's); the output
-    is accumulated on the volume's device in float32. Output depth is ``Z/r * r``.
+    windows run and are accumulated on ``device`` (default: the model's parameters' device, else the
+    volume's) under ``precision`` (:mod:`sparsessp.precision`); the result comes back to the volume's
+    device in float32. Output depth is ``Z/r * r``. One block of :func:`predict_block` covers the volume.
     """
     if sparse_volume.ndim != 5 or sparse_volume.shape[:2] != (1, 1):
         raise ValueError(f"expected a (1, 1, Z/r, Y, X) volume, got {tuple(sparse_volume.shape)}")
-    r = int(sparse_ratio)
-    depth, height, width = (int(w) for w in window)
-    if r < 1 or depth < r:
-        raise ValueError(f"the sparse ratio must be at least 1 and at most the window depth {depth}, got {r}")
-    in_depth = sparse_depth(depth, r)
-    zs, ys, xs = (int(s) for s in sparse_volume.shape[2:])
-    pads = [_symmetric_pad(zs, in_depth), _symmetric_pad(ys, height), _symmetric_pad(xs, width)]
-    volume = sparse_volume.float()
-    if any(lo or hi for lo, hi in pads):
-        volume = F.pad(volume, (*pads[2], *pads[1], *pads[0]))
-    cells = depth // r  # sparse planes whose r dense planes a window covers whole
-    if depth % r:  # its last sparse plane's cell is partial: one more plane lets the last window reach the end
-        volume = F.pad(volume, (0, 0, 0, 0, 0, 1), mode="replicate")
-    pz, py, px = (int(s) for s in volume.shape[2:])
-    run_device = torch.device(device) if device is not None else (_module_device(model) or volume.device)
-
-    weights = weight_map((depth, height, width), blend, sigma_scale).to(volume.device)
-    out = torch.zeros((pz * r, py, px), dtype=torch.float32, device=volume.device)
-    norm = torch.zeros_like(out)
-    starts = itertools.product(
-        [s * r for s in window_starts(pz - (in_depth - cells), cells, overlap)],
-        window_starts(py, height, overlap),
-        window_starts(px, width, overlap),
+    grid = window_grid(sparse_volume.shape[2:], window, sparse_ratio, overlap)
+    run_device = torch.device(device) if device is not None else (_module_device(model) or sparse_volume.device)
+    volume = sparse_volume[0, 0].float()
+    out = predict_block(
+        model,
+        lambda y, x: volume[:, y, x],
+        grid,
+        (slice(0, grid.shape[1]), slice(0, grid.shape[2])),
+        task_id,
+        weight_map(grid.window, blend, sigma_scale),
+        batch_size,
+        run_device,
+        precision,
     )
-    for batch in _batched(starts, max(1, int(batch_size))):
-        x = torch.cat(
-            [volume[:, :, z // r : z // r + in_depth, y : y + height, w : w + width] for z, y, w in batch]
-        ).to(run_device)
-        tasks = torch.full((len(batch),), int(task_id), dtype=torch.int64, device=run_device)
-        pred = model(x, tasks)
-        if tuple(pred.shape) != (len(batch), 1, depth, height, width):
-            raise ValueError(f"model returned {tuple(pred.shape)} for windows of {(depth, height, width)}")
-        pred = pred.to(device=volume.device, dtype=torch.float32)
-        for k, (z, y, w) in enumerate(batch):
-            region = (slice(z, z + depth), slice(y, y + height), slice(w, w + width))
-            out[region] += pred[k, 0] * weights
-            norm[region] += weights
-    out /= norm
-    del norm
-    z0, y0, x0 = pads[0][0] * r, pads[1][0], pads[2][0]
-    out = out[z0 : z0 + zs * r, y0 : y0 + ys, x0 : x0 + xs]
-    return out.reshape(1, 1, *out.shape)
+    return out.to(sparse_volume.device).reshape(1, 1, *out.shape)
 
 
 def interpolate_z(volume: np.ndarray, positions: np.ndarray) -> np.ndarray:
@@ -201,7 +357,7 @@ def _resample_z(volume: np.ndarray, step_in: float, step_out: float) -> np.ndarr
     return interpolate_z(volume, np.arange(count) * (step_out / step_in))
 
 
-def to_model_grid(tl: np.ndarray, z_step_um: float | None, model_ratio: int) -> np.ndarray:
+def to_model_grid(tl: np.ndarray, z_step_um: float | None, model_ratio: int, source: str = "the stack") -> np.ndarray:
     """Bring a TL stack with z-step ``z_step_um`` to the model's sparse grid (``model_ratio`` x 0.29 um).
 
     - ``None``: the stack is taken to be sampled at the model's z-step already.
@@ -211,6 +367,8 @@ def to_model_grid(tl: np.ndarray, z_step_um: float | None, model_ratio: int) -> 
     - a step that is not a multiple of 0.29 um: resampled to ``r x 0.29`` um with a logged warning when its
       nearest whole ratio is at most ``r``.
     - a step sparser than the model's (nearest whole ratio above ``r``): an :class:`InputError`.
+
+    ``source`` names the stack (a file) in the warning and the error.
     """
     if z_step_um is None:
         return tl
@@ -221,7 +379,7 @@ def to_model_grid(tl: np.ndarray, z_step_um: float | None, model_ratio: int) -> 
     model_step = model_ratio * TARGET_VOXEL_UM
     if nearest > model_ratio:
         raise InputError(
-            f"the stack's z-step {z_step_um:g} um (sparse ratio {ratio:.2f}) is sparser than the model's "
+            f"{source}: z-step {z_step_um:g} um (sparse ratio {ratio:.2f}) is sparser than the model's "
             f"{model_step:g} um (ratio {model_ratio}); use a model trained with sparse ratio {nearest}"
         )
     is_whole = abs(ratio - nearest) <= _RATIO_TOLERANCE * nearest
@@ -230,7 +388,8 @@ def to_model_grid(tl: np.ndarray, z_step_um: float | None, model_ratio: int) -> 
     if is_whole and model_ratio % nearest == 0:
         return tl[:: model_ratio // nearest]
     log.warning(
-        "z-step %g um is not a whole fraction of the model's %g um; resampled linearly along z",
+        "%s: z-step %g um is not a whole fraction of the model's %g um; resampled linearly along z",
+        source,
         z_step_um,
         model_step,
     )
@@ -272,13 +431,17 @@ def task_id_of(model: Any, structure: str) -> int:
     return structures.index(structure)
 
 
-def predict_volume(model: nn.Module, tl: np.ndarray, structure: str, z_step_um: float | None = None) -> np.ndarray:
+def predict_volume(
+    model: nn.Module, tl: np.ndarray, structure: str, z_step_um: float | None = None, precision: str = "fp32"
+) -> np.ndarray:
     """Predict ``structure`` from a TL stack ``(Z, Y, X)``; returns float32 ``(Z', Y, X)`` on the 0.29 um grid.
 
     The stack is z-scored (as in training) and brought to the model's sparse grid (:func:`to_model_grid`;
     ``z_step_um=None`` means it is sampled at the model's z-step already). ``Z'`` is the sparse slice count
     times the model's sparse ratio; sparse slice ``k`` sits at output slice ``k * r``. Values are z-scores
     of the structure's intensity. Inference settings come from ``model.config.inference`` when present.
+    The windows run on the model's device under ``precision`` (fp32, bf16 or fp16; :mod:`sparsessp.precision`).
+    Fields larger than memory go through :func:`sparsessp.predict.predict_file` (block by block).
     """
     tl = np.asarray(tl)
     if tl.ndim != 3:
@@ -300,6 +463,7 @@ def predict_volume(model: nn.Module, tl: np.ndarray, structure: str, z_step_um: 
             blend=inference.blend if inference else "released",
             batch_size=inference.window_batch if inference else 4,
             sigma_scale=inference.sigma_scale if inference else 0.125,
+            precision=precision,
         )
     finally:
         model.train(was_training)

@@ -38,9 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparsessp.engine.checkpoint import save_checkpoint
+    from sparsessp.engine.checkpoint import imported_state, save_checkpoint
     from sparsessp.errors import UserError
-    from sparsessp.models.compat import checkpoint_dict, import_weights
+    from sparsessp.models.compat import import_weights
 
     if args.out.exists() and not args.overwrite:
         raise UserError(f"{args.out} exists; pass --overwrite to replace it")
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--sparse-ratio must be a positive integer, got {args.sparse_ratio}")
     structures = [s.strip() for s in args.structures.split(",") if s.strip()] if args.structures else None
     model = import_weights(args.weights, args.source, args.sparse_ratio, structures, patch=args.patch)
-    save_checkpoint(args.out, checkpoint_dict(model))
+    save_checkpoint(args.out, imported_state(model))
     params = sum(p.numel() for p in model.parameters())
     print(
         f"wrote {args.out}: {model.architecture}, {params:,} parameters, {len(model.structures)} task(s), "

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "train": "sparsessp.cli.train",
     "evaluate": "sparsessp.cli.evaluate",
     "predict": "sparsessp.cli.predict",
+    "export": "sparsessp.cli.export",
     "bench": "sparsessp.cli.bench",
     "ablate": "sparsessp.cli.ablate",
     "report": "sparsessp.cli.report",

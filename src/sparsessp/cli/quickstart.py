@@ -59,6 +59,41 @@ def _free_run_folder(base: Path) -> Path:
     return candidate
 
 
+def stopped_early(cfg: Any, run_dir: Path) -> str:
+    """A plain sentence when the wall-clock cap stopped training before its step budget, else ''."""
+    from sparsessp.engine.checkpoint import load_checkpoint
+    from sparsessp.engine.runfolder import RunFolder
+
+    last = RunFolder(run_dir).last
+    if not cfg.train.max_steps or not cfg.train.max_minutes or not last.is_file():
+        return ""
+    step = int(load_checkpoint(last).get("step", 0))
+    if step >= cfg.train.max_steps:
+        return ""
+    return (f"training was stopped early by the {cfg.train.max_minutes:g}-minute wall-clock cap at step {step} of "
+            f"{cfg.train.max_steps} (a busy or slow machine), so the results are below what the full run reaches; "
+            f"rerun with a larger --minutes to train all {cfg.train.max_steps} steps")
+
+
+def add_report_note(report_md: Path, note: str) -> None:
+    """Put ``note`` at the top of the report (report.md and report.html beside it)."""
+    import html
+
+    from sparsessp.fileio import atomic_write_text
+
+    text = report_md.read_text()
+    head, _, rest = text.partition("\n")
+    atomic_write_text(report_md, f"{head}\n\n> **Note:** {note}\n{rest}")
+    page = report_md.with_suffix(".html")
+    if page.is_file():
+        body = page.read_text()
+        tag = body.find("<body>")
+        if tag >= 0:
+            cut = tag + len("<body>")
+            body = f"{body[:cut]}\n<p><strong>Note:</strong> {html.escape(note)}</p>{body[cut:]}"
+            atomic_write_text(page, body)
+
+
 def run(args: argparse.Namespace) -> int:
     import time
 
@@ -93,13 +128,21 @@ def run(args: argparse.Namespace) -> int:
         if exc.rank == 0:
             print(exc, file=sys.stderr)
         return exc.exit_code
+    cut = stopped_early(cfg, out)
+    if cut:
+        print(f"      {cut}", flush=True)
     print("[3/4] evaluating on the test split (Gaussian sliding window)", flush=True)
     result = evaluate_run(out)  # best.ckpt: the trainer always leaves one
     print("[4/4] writing the report", flush=True)
     report = build_report([out], out / "report")
+    if cut:
+        add_report_note(report, cut)
     print()
     print(result.table)
     print()
+    if cut:
+        print(f"NOTE: {cut}")
+        print()
     print(f"run folder: {out}  (config.yaml, log.txt, metrics.csv, checkpoints/)")
     print(f"report: {report}  (and report.html, MIP panels)")
     print(f"total time: {time.perf_counter() - started:.0f} s")

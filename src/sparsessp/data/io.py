@@ -5,8 +5,11 @@ the chosen channels), with physical voxel sizes in micrometres. ``Image.volume()
 array of a single-channel image. Anything wrong with a user's file (corrupt, truncated, 2D, ambiguous
 axes, constant, NaN/Inf) is a one-line :class:`~sparsessp.errors.InputError` naming the file.
 
-TIFF files are read with tifffile. CZI needs the optional extra ``czi`` (bioio + bioio-czi) and OME-Zarr
-the extra ``zarr`` (bioio + bioio-ome-zarr); both are imported only when such a file is read.
+:func:`open_image` opens a file lazily as a :class:`LazyImage` (T, C, Z, Y, X): nothing is read until a
+plane or a region is asked for, so a time-lapse larger than memory can be predicted piece by piece.
+TIFF (OME-TIFF, ImageJ hyperstacks, plain) is read through tifffile's Zarr store, OME-Zarr (NGFF 0.4 /
+0.5; a folder with or without the ``.zarr`` suffix, or one pyramid level's path) through zarr, CZI
+through bioio-czi; all are part of the default install.
 """
 
 from __future__ import annotations
@@ -14,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import struct
 import xml.etree.ElementTree as ET
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,10 @@ _UNIT_TO_UM: dict[str, float] = {
     "microns": 1.0,
     "micrometer": 1.0,
     "micrometre": 1.0,
+    "meter": 1e6,
+    "metre": 1e6,
+    "centimeter": 1e4,
+    "millimeter": 1e3,
     "nm": 1e-3,
     "nanometer": 1e-3,
     "pm": 1e-6,
@@ -96,6 +101,76 @@ def unit_to_um(unit: str | None) -> float | None:
     return _UNIT_TO_UM.get(unit.strip().lower().replace(" ", ""))
 
 
+TIME_UNITS: dict[str, float] = {
+    "s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "millisecond": 1e-3, "min": 60.0,
+    "minute": 60.0, "minutes": 60.0, "h": 3600.0, "hour": 3600.0, "hours": 3600.0, "µs": 1e-6, "us": 1e-6,
+}
+"""Seconds per time unit (OME, ImageJ, NGFF names)."""
+
+
+@dataclass
+class LazyImage:
+    """A microscopy file opened lazily: ``array`` (T, C, Z, Y, X), a dask array read on demand, plus metadata.
+
+    ``time_increment`` is in seconds (None where the file does not say); ``notes`` are things about the
+    metadata a user should know (e.g. OME-Zarr axes without units, taken as micrometres).
+    """
+
+    array: Any
+    physical_sizes: PhysicalSizes
+    channel_names: list[str]
+    path: Path
+    time_increment: float | None = None
+    notes: list[str] = field(default_factory=list)
+    closer: Any = None
+
+    @property
+    def shape(self) -> tuple[int, int, int, int, int]:
+        return tuple(int(v) for v in self.array.shape)  # type: ignore[return-value]
+
+    def read(self, index: tuple[Any, ...]) -> np.ndarray:
+        """``array[index]`` as float32 numpy; a read failure is a one-line :class:`InputError` naming the file."""
+        with _captured_logs("tifffile", logging.ERROR) as logged:
+            try:
+                data = np.asarray(self.array[index].compute(scheduler="synchronous"), dtype=np.float32)
+            except MemoryError:
+                raise InputError(f"{self.path} is too large to load into memory") from None
+            except Exception as exc:  # any failure of a reader library on a user's file is an input problem
+                raise InputError(f"{self.path} is corrupt or truncated and cannot be read ({_detail(exc)})") from None
+        if logged:
+            raise InputError(f"{self.path} is corrupt or truncated ({_log_detail(logged[0])})")
+        return data
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer.close()
+            self.closer = None
+
+    def __enter__(self) -> LazyImage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return re.sub(r"<[^>]*>\s*", "", text.splitlines()[0]) if text else exc.__class__.__name__
+
+
+def open_image(path: str | Path, *, axes: str | None = None) -> LazyImage:
+    """Open a TIFF, CZI or OME-Zarr lazily; ``axes`` overrides a TIFF's axis letters (e.g. ``"CZYX"``)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    kind = _file_kind(path)
+    if kind == "tiff":
+        return _open_tiff(path, axes)
+    if kind == "zarr":
+        return _open_zarr(path)
+    return _open_czi(path)
+
+
 def read_volume(
     path: str | Path,
     channel: ChannelChoice = None,
@@ -105,7 +180,7 @@ def read_volume(
     min_z: int = 2,
     validate: bool = True,
 ) -> Image:
-    """Read one timepoint of a microscopy file as an :class:`Image`.
+    """Read one timepoint of a microscopy file into memory as an :class:`Image`.
 
     ``channel``: an index or a channel name, or a list of them (kept in that order); None keeps every
     channel. ``timepoint`` must be given when the file holds several. ``axes`` overrides the axis letters
@@ -113,28 +188,28 @@ def read_volume(
     z-depth accepted (2: a stack is needed). With ``validate``, the returned channels are checked for
     NaN/Inf and constant values.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"input not found: {path}")
-    kind = _file_kind(path)
-    if kind == "tiff":
-        tczyx, sizes, names = _read_tiff(path, axes)
-        data = _pick_timepoint(tczyx, timepoint, path)
-    else:
-        plugin = "bioio_czi" if kind == "czi" else "bioio_ome_zarr"
-        data, sizes, names = _read_bioio(path, plugin, kind, timepoint)
-    names = _channel_names(names, data.shape[0])
-    index = _channel_indices(channel, names, path)
-    data = np.asarray(data[index], dtype=np.float32)
+    with open_image(path, axes=axes) as image:
+        path = image.path
+        t = pick_timepoint(image.shape[0], timepoint, path)
+        names = _channel_names(image.channel_names, image.shape[1])
+        index = _channel_indices(channel, names, path)
+        check_depth(image, min_z)
+        data = np.stack([image.read((t, i)) for i in index])
+        sizes = image.physical_sizes
     names = [names[i] for i in index]
-    if data.shape[1] < min_z:
-        raise InputError(
-            f"{path} is a 2D image ({data.shape[2]} x {data.shape[3]}); a z-stack of at least {min_z} slices is needed"
-        )
     if validate:
         for i, name in enumerate(names):
             check_volume(data[i], f"channel {name!r} of {path}")
     return Image(np.ascontiguousarray(data), sizes, names, path)
+
+
+def check_depth(image: LazyImage, min_z: int = 2) -> None:
+    """A z-stack of at least ``min_z`` slices is needed; a 2D image is a one-line :class:`InputError`."""
+    if image.shape[2] < min_z:
+        raise InputError(
+            f"{image.path} is a 2D image ({image.shape[3]} x {image.shape[4]}); "
+            f"a z-stack of at least {min_z} slices is needed"
+        )
 
 
 def check_volume(volume: np.ndarray, what: str) -> None:
@@ -153,10 +228,10 @@ def _file_kind(path: Path) -> str:
     name = path.name.lower()
     if name.endswith(".czi"):
         return "czi"
-    if name.endswith(".zarr") or (path.is_dir() and ((path / ".zattrs").exists() or (path / "zarr.json").exists())):
+    if name.endswith(".zarr") or is_zarr(path):
         return "zarr"
     if path.is_dir():
-        raise InputError(f"{path} is a folder, not an image file (OME-Zarr folders end in .zarr)")
+        raise InputError(f"{path} is a folder, not an image file (nor an OME-Zarr)")
     if name.endswith(_TIFF_EXTENSIONS):
         return "tiff"
     with open(path, "rb") as fh:
@@ -166,6 +241,11 @@ def _file_kind(path: Path) -> str:
     if magic[:4] == b"ZISR":
         return "czi"
     raise InputError(f"{path}: unsupported file type (read: OME-TIFF, ImageJ or plain TIFF, CZI, OME-Zarr)")
+
+
+def is_zarr(path: Path) -> bool:
+    """Whether ``path`` is a Zarr group or array folder (v2 or v3), whatever its name."""
+    return path.is_dir() and any((path / f).exists() for f in (".zattrs", ".zgroup", ".zarray", "zarr.json"))
 
 
 @contextlib.contextmanager
@@ -189,34 +269,44 @@ def _captured_logs(name: str, level: int) -> Iterator[list[str]]:
         logger.propagate = propagate
 
 
-def _read_tiff(path: Path, axes: str | None) -> tuple[np.ndarray, PhysicalSizes, list[str]]:
+def _open_tiff(path: Path, axes: str | None) -> LazyImage:
+    import dask.array as da
     import tifffile
+    import zarr
 
+    tif = None
     try:
-        with _captured_logs("tifffile", logging.ERROR) as logged, tifffile.TiffFile(path) as tif:
+        with _captured_logs("tifffile", logging.ERROR) as logged:
+            tif = tifffile.TiffFile(path)
             if not tif.series:
                 raise InputError(f"{path}: no image data found (corrupt or truncated TIFF?)")
             series = tif.series[0]
             _check_extent(series, path)
-            data = series.asarray()
+            array = da.from_zarr(zarr.open_array(series.aszarr(level=0), mode="r"))
             series_axes = series.axes
-            sizes, names = _tiff_metadata(tif)
+            sizes, names, increment = _tiff_metadata(tif)
             if logged:
                 raise InputError(f"{path} is corrupt or truncated ({_log_detail(logged[0])})")
     except UserError:
+        if tif is not None:
+            tif.close()
         raise
-    except MemoryError:
-        raise InputError(f"{path} is too large to load into memory") from None
-    except (tifffile.TiffFileError, ValueError, struct.error, OSError, EOFError, IndexError, KeyError,
-            zlib.error, RuntimeError, TypeError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise InputError(f"{path} is corrupt or truncated and cannot be read ({detail})") from None
+    except Exception as exc:  # tifffile and zarr raise many kinds on a corrupt file
+        if tif is not None:
+            tif.close()
+        raise InputError(f"{path} is corrupt or truncated and cannot be read ({_detail(exc)})") from None
     if axes is not None:
         axes = axes.upper()
-        if len(axes) != data.ndim:
-            raise InputError(f"axes {axes!r} do not match {path}'s {data.ndim} dimensions {data.shape}")
+        if len(axes) != array.ndim:
+            tif.close()
+            raise InputError(f"axes {axes!r} do not match {path}'s {array.ndim} dimensions {array.shape}")
         series_axes = axes
-    return _to_tczyx(data, series_axes, path), sizes, names
+    try:
+        tczyx = _to_tczyx(array, series_axes, path)
+    except UserError:
+        tif.close()
+        raise
+    return LazyImage(tczyx, sizes, names, path, increment, closer=tif)
 
 
 def _log_detail(message: str) -> str:
@@ -238,7 +328,8 @@ def _check_extent(series: Any, path: Path) -> None:
                 raise InputError(f"{path} is truncated: image data runs to byte {offset + count}, file has {size}")
 
 
-def _tiff_metadata(tif: Any) -> tuple[PhysicalSizes, list[str]]:
+def _tiff_metadata(tif: Any) -> tuple[PhysicalSizes, list[str], float | None]:
+    """Voxel sizes (um), channel names and time increment (s) of an OME, ImageJ or plain TIFF."""
     if tif.is_ome and tif.ome_metadata:
         return _ome_metadata(tif.ome_metadata)
     page = tif.pages[0]
@@ -250,13 +341,18 @@ def _tiff_metadata(tif: Any) -> tuple[PhysicalSizes, list[str]]:
         z = float(meta["spacing"]) * scale if scale is not None and "spacing" in meta else None
         labels = meta.get("Labels")
         channels = int(meta.get("channels", 1))
-        names = [str(v) for v in labels[:channels]] if isinstance(labels, list) and len(labels) == channels else []
-        return (z, xy[0], xy[1]), names
+        # ImageJ slice labels run channel-fastest over every plane: the first `channels` name the channels
+        fits = isinstance(labels, list) and len(labels) >= channels and len(labels) % channels == 0
+        names = [str(v) for v in labels[:channels]] if fits else []
+        tunit = TIME_UNITS.get(str(meta.get("tunit", "s")).strip().lower(), 1.0)
+        interval = meta.get("finterval")
+        increment = float(interval) * tunit if isinstance(interval, (int, float)) and interval > 0 else None
+        return (z, xy[0], xy[1]), names, increment
     unit = page.tags.get("ResolutionUnit")
     unit_value = int(unit.value) if unit is not None else 2
     scale = {2: 25400.0, 3: 10000.0}.get(unit_value)  # inch, centimetre; 1 = no unit
     y, x = _resolution_um(page, scale)
-    return (None, y, x), []
+    return (None, y, x), [], None
 
 
 def _resolution_um(page: Any, scale: float | None) -> tuple[float | None, float | None]:
@@ -272,14 +368,14 @@ def _resolution_um(page: Any, scale: float | None) -> tuple[float | None, float 
     return out[0], out[1]
 
 
-def _ome_metadata(xml: str) -> tuple[PhysicalSizes, list[str]]:
+def _ome_metadata(xml: str) -> tuple[PhysicalSizes, list[str], float | None]:
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
-        return (None, None, None), []
+        return (None, None, None), [], None
     pixels = root.find("{*}Image/{*}Pixels")
     if pixels is None:
-        return (None, None, None), []
+        return (None, None, None), [], None
     sizes: list[float | None] = []
     for axis in "ZYX":
         value = pixels.get(f"PhysicalSize{axis}")
@@ -289,7 +385,12 @@ def _ome_metadata(xml: str) -> tuple[PhysicalSizes, list[str]]:
         except ValueError:
             sizes.append(None)
     names = [ch.get("Name") or f"C{i}" for i, ch in enumerate(pixels.findall("{*}Channel"))]
-    return (sizes[0], sizes[1], sizes[2]), names
+    increment = None
+    with contextlib.suppress(TypeError, ValueError):
+        value = float(pixels.get("TimeIncrement"))  # type: ignore[arg-type]
+        factor = TIME_UNITS.get(str(pixels.get("TimeIncrementUnit", "s")).strip().lower(), 1.0)
+        increment = value * factor if value > 0 else None
+    return (sizes[0], sizes[1], sizes[2]), names, increment
 
 
 def _to_tczyx(data: np.ndarray, axes: str, path: Path) -> np.ndarray:
@@ -326,15 +427,15 @@ def _to_tczyx(data: np.ndarray, axes: str, path: Path) -> np.ndarray:
     return np.transpose(data, [axes.index(a) for a in "TCZYX"])
 
 
-def _pick_timepoint(tczyx: np.ndarray, timepoint: int | None, path: Path) -> np.ndarray:
-    count = tczyx.shape[0]
+def pick_timepoint(count: int, timepoint: int | None, path: Path) -> int:
+    """The index of the one timepoint to read: given, or the only one; several need a choice."""
     if timepoint is None:
         if count > 1:
             raise InputError(f"{path} has {count} timepoints; choose one with --timepoint (0..{count - 1})")
-        return tczyx[0]
+        return 0
     if not 0 <= timepoint < count:
         raise InputError(f"{path} has {count} timepoint(s); --timepoint {timepoint} is out of range")
-    return tczyx[timepoint]
+    return timepoint
 
 
 def _channel_names(names: list[str], count: int) -> list[str]:
@@ -360,46 +461,108 @@ def _channel_indices(channel: ChannelChoice, names: list[str], path: Path) -> li
     return out
 
 
-def _read_bioio(
-    path: Path, plugin: str, extra: str, timepoint: int | None
-) -> tuple[np.ndarray, PhysicalSizes, list[str]]:
-    """Read one timepoint of a CZI / OME-Zarr through bioio and its plugin (optional extras) as (C, Z, Y, X)."""
-    try:
-        from importlib import import_module
+def _open_czi(path: Path) -> LazyImage:
+    import bioio_czi
+    from bioio import BioImage
 
-        from bioio import BioImage
-
-        reader = import_module(plugin).Reader
-    except ImportError:
-        raise InputError(
-            f"reading {path.name} needs the optional extra '{extra}': pip install 'sparsessp[{extra}]'"
-        ) from None
     with _captured_logs("bioio", logging.WARNING) as logged:
         try:
-            image = BioImage(path, reader=reader)
+            image = BioImage(path, reader=bioio_czi.Reader)
             dims = image.dims
-            count = int(dims.T)
-            if timepoint is None and count > 1:
-                raise InputError(f"{path} has {count} timepoints; choose one with --timepoint (0..{count - 1})")
-            t = 0 if timepoint is None else timepoint
-            if not 0 <= t < count:
-                raise InputError(f"{path} has {count} timepoint(s); --timepoint {t} is out of range")
-            order = "CZYXS" if "S" in dims.order and int(dims.S) > 1 else "CZYX"
-            data = np.asarray(image.get_image_data(order, T=t))
-            if order.endswith("S"):
-                if data.shape[0] > 1:
+            if "S" in dims.order and int(dims.S) > 1:
+                if int(dims.C) > 1:
                     raise InputError(f"{path} has both colour samples and channels; split them first")
-                data = np.moveaxis(data[0], -1, 0)
+                array = image.get_image_dask_data("TSZYX")
+            else:
+                array = image.get_image_dask_data("TCZYX")
             pps = image.physical_pixel_sizes
             z, y, x = (float(f"{v:.9g}") if v is not None and v > 0 else None for v in (pps.Z, pps.Y, pps.X))
             names = [str(n) for n in (image.channel_names or [])]
+            interval = image.time_interval
+            increment = _seconds(interval)
         except UserError:
             raise
         except Exception as exc:  # any reader failure on a user's file is an input problem
-            detail = logged[0] if logged else str(exc)
+            detail = logged[0] if logged else _detail(exc)
             detail = detail.strip().splitlines()[0] if detail.strip() else exc.__class__.__name__
             raise InputError(f"{path} is corrupt or unreadable ({detail.split('error=')[-1]})") from None
-    return data, (z, y, x), names
+    return LazyImage(array, (z, y, x), names, path, increment)
+
+
+def _seconds(interval: Any) -> float | None:
+    """A bioio time interval (a pint quantity, a timedelta or a number of seconds) in seconds."""
+    if interval is None:
+        return None
+    with contextlib.suppress(Exception):
+        if hasattr(interval, "to"):
+            value = float(interval.to("second").magnitude)
+        elif hasattr(interval, "total_seconds"):
+            value = float(interval.total_seconds())
+        else:
+            value = float(interval)
+        return value if value > 0 else None
+    return None
+
+
+def _zarr_multiscales(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    ms = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    return ms[0] if isinstance(ms, list) and ms and isinstance(ms[0], dict) else None
+
+
+def _open_zarr(path: Path) -> LazyImage:
+    """An OME-Zarr image (NGFF 0.4 or 0.5): the group, or one of its pyramid levels (an array's path)."""
+    import dask.array as da
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception:  # no .zgroup / .zarray / zarr.json, or an unreadable one
+        raise InputError(f"{path} is not a readable OME-Zarr: no valid Zarr group or array metadata there") from None
+    try:
+        level = None
+        if isinstance(node, zarr.Array):
+            level, node = path.name, zarr.open_group(str(path.parent), mode="r")
+        multiscale = _zarr_multiscales(dict(node.attrs))
+        if multiscale is None:
+            raise InputError(f"{path} is a Zarr store without OME-Zarr (NGFF) multiscales metadata")
+        axes = [a if isinstance(a, dict) else {"name": a} for a in multiscale.get("axes", list("tczyx"))]
+        datasets = multiscale["datasets"]
+        dataset = next((d for d in datasets if d["path"] == level), None) if level else datasets[0]
+        if dataset is None:
+            raise InputError(f"{path} is not one of the pyramid levels its OME-Zarr metadata lists")
+        scale = next(
+            (t["scale"] for t in dataset.get("coordinateTransformations", []) if t.get("type") == "scale"),
+            [1.0] * len(axes),
+        )
+        array = node[dataset["path"]]
+        if len(axes) != array.ndim or len(scale) != array.ndim:
+            raise InputError(f"{path}: its OME-Zarr metadata names {len(axes)} axes for a {array.ndim}D array")
+        lazy = da.from_zarr(array)
+        omero = (dict(node.attrs).get("omero") or (dict(node.attrs).get("ome") or {}).get("omero") or {})
+        names = [str(ch.get("label", f"C{i}")) for i, ch in enumerate(omero.get("channels", []))]
+    except UserError:
+        raise
+    except Exception as exc:  # zarr and fsspec raise many kinds on a broken store
+        raise InputError(f"{path} is not a readable OME-Zarr ({_detail(exc)})") from None
+    letters = "".join(str(a.get("name", "?"))[:1].upper() for a in axes)
+    sizes: dict[str, float | None] = {}
+    notes: list[str] = []
+    unitless = []
+    increment = None
+    for axis, letter, value in zip(axes, letters, scale):
+        if letter in "ZYX":
+            unit = axis.get("unit")
+            if unit is None:
+                unitless.append(letter.lower())
+            factor = unit_to_um(unit)
+            sizes[letter] = float(value) * factor if factor is not None and value > 0 else None
+        elif letter == "T" and axis.get("unit") is not None and value > 0:
+            factor = TIME_UNITS.get(str(axis["unit"]).lower())
+            increment = float(value) * factor if factor is not None else None
+    if unitless:
+        notes.append(f"{path}: its OME-Zarr axes {', '.join(unitless)} carry no unit; taken as micrometres")
+    tczyx = _to_tczyx(lazy, letters, path)
+    return LazyImage(tczyx, (sizes.get("Z"), sizes.get("Y"), sizes.get("X")), names, path, increment, notes)
 
 
 def write_ome_tiff(

@@ -43,6 +43,15 @@ def base_state(cfg: Config, model_state: dict[str, torch.Tensor]) -> dict[str, A
     }
 
 
+def imported_state(model: nn.Module) -> dict[str, Any]:
+    """The checkpoint layout of an imported released model (:mod:`sparsessp.models.compat`), plus ``architecture``."""
+    from sparsessp.models.compat import architecture_of
+
+    state = base_state(model.config, model.state_dict())
+    state["architecture"] = architecture_of(model)
+    return state
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` atomically (temp file, fsync, rename); a crash leaves the previous file intact."""
     if state.get("format") != FORMAT:
@@ -159,7 +168,9 @@ def load_model(path: str | Path) -> nn.Module:
     from sparsessp.models.compat import build_from_checkpoint
     from sparsessp.models.registry import build_model
 
-    ckpt = load_checkpoint(path)
+    with warnings.catch_warnings():  # a refused pickle is one line; torch's protocol warning would add two
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        ckpt = load_checkpoint(path)
     imported = build_from_checkpoint(ckpt)
     if imported is not None:
         return imported.eval()

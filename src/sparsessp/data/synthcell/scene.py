@@ -137,7 +137,8 @@ def _cells(
     """Heights and nuclei; ``d_inner`` (distance to a boundary or the FOV border) keeps nuclei in view."""
     n = int(labels.max()) + 1
     index = np.arange(n)
-    dmax = np.asarray(ndimage.maximum(d_inner, labels, index), dtype=np.float64).reshape(n)
+    # at least 1: a cell that is all boundary (a sliver between neighbours) would divide by zero below
+    dmax = np.maximum(np.asarray(ndimage.maximum(d_inner, labels, index), dtype=np.float64).reshape(n), 1.0)
     poles = np.asarray(ndimage.maximum_position(d_inner, labels, index), dtype=np.float64).reshape(n, 2)
     tall = 1.15 if position == "ridge" else 1.0
     height = rng.uniform(6.0, 12.0, n) * UM * tall

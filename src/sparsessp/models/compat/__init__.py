@@ -10,9 +10,10 @@ skeleton, so their outputs are reproduced to float tolerance (tests/test_compat_
   options; that one class (a plain attribute bag) is allowed so its ``adopted_datasets`` name the tasks.
 - :func:`initial_state_dict` reads the weights of ``train.init_from`` (a sparsessp checkpoint or a released
   file) for a model ``build_model`` made, so released networks can be fine-tuned.
-- :func:`checkpoint_dict` turns such a model into our checkpoint layout plus ``architecture``
-  (``{"name", "spec"}``); :func:`build_from_checkpoint` rebuilds it (``None`` for our own networks), for
-  :func:`sparsessp.engine.checkpoint.load_model`.
+- :func:`architecture_of` is the ``architecture`` entry (``{"name", "spec"}``) that
+  :func:`sparsessp.engine.checkpoint.imported_state` adds to our checkpoint layout;
+  :func:`build_from_checkpoint` rebuilds such a checkpoint (``None`` for our own networks), for
+  :func:`sparsessp.engine.checkpoint.load_model`. Imports run one way: engine.checkpoint -> compat.
 """
 
 from __future__ import annotations
@@ -212,13 +213,9 @@ def _build(cls: type[CompatModel], spec: dict[str, Any], cfg: Config) -> CompatM
     return cls(spec, route=route, sparse_ratio=cfg.data.sparse_ratio)
 
 
-def checkpoint_dict(model: CompatModel) -> dict[str, Any]:
-    """Our checkpoint layout (``engine.checkpoint.base_state``) for an imported model, plus ``architecture``."""
-    from sparsessp.engine.checkpoint import base_state
-
-    state = base_state(model.config, model.state_dict())
-    state["architecture"] = {"name": model.architecture, "spec": dict(model.spec)}
-    return state
+def architecture_of(model: CompatModel) -> dict[str, Any]:
+    """The ``architecture`` entry (``{"name", "spec"}``) that rebuilds an imported model from a checkpoint."""
+    return {"name": model.architecture, "spec": dict(model.spec)}
 
 
 def build_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module | None:
