@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
 import secrets
 import shutil
@@ -24,6 +25,16 @@ class DiskFullError(UserError):
 
 def _temp_name(target: Path) -> Path:
     return target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+
+
+def remove_stale_temps(target: str | Path) -> None:
+    """Remove temporaries of ``target`` that a killed writer left (an interrupted run's half-written file)."""
+    target = Path(target)
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _new_temp_file(target: Path) -> Path:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from sparsessp.errors import UserError
-from sparsessp.fileio import DiskFullError
+from sparsessp.fileio import DiskFullError, remove_stale_temps
 from sparsessp.predict import writers
 from sparsessp.predict.options import PredictOptions
 from sparsessp.predict.plan import Job, Plan, expand_inputs, make_plan, parse_structures, partial_key
@@ -364,6 +364,7 @@ def predict_files(inputs: list[Path], options: PredictOptions, progress: Progres
                     shape = (len(job.timepoints), len(output.structures) + int(options.with_input),
                              job.shape[0] if options.keep_input_grid else predictor.grid(job).out_depth,
                              *job.shape[1:])
+                    remove_stale_temps(output.path)
                     writers.create_partial(output.partial, shape, partial_key(job, output, plan), options.resume)
         units = _pending(plan, predictor)
         if progress is not None:
