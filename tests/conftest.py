@@ -41,3 +41,16 @@ def tiny_train_config(
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(tree))
     return path
+
+
+def random_checkpoint(folder: Path, overrides: list[str]) -> Path:
+    """Save a checkpoint of the default config with ``overrides`` and seeded random weights; return its path."""
+    from sparsessp.config import load_config
+    from sparsessp.engine.checkpoint import base_state, save_checkpoint
+    from sparsessp.models.registry import build_model
+
+    cfg = load_config(None, overrides)
+    torch.manual_seed(0)
+    path = folder / "tiny.ckpt"
+    save_checkpoint(path, base_state(cfg, build_model(cfg).state_dict()))
+    return path

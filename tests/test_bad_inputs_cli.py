@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import random_checkpoint
 from sparsessp.cli.main import main
-from sparsessp.config import load_config
 from sparsessp.data.io import write_ome_tiff
-from sparsessp.engine.checkpoint import FORMAT, base_state, save_checkpoint
-from sparsessp.models.registry import build_model
+from sparsessp.engine.checkpoint import FORMAT
 
 TINY = [
     "data.patch=[8,16,16]", "data.sparse_ratio=4", "model.channels=[4,8]", "model.embed_dim=8",
@@ -49,11 +48,7 @@ def _tl_stack(path: Path, shape: tuple[int, int, int] = (4, 16, 16), seed: int =
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = load_config(None, TINY)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    save_checkpoint(path, base_state(cfg, build_model(cfg).state_dict()))
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("model"), TINY)
 
 
 def _predict(src: Path, model: Path, out: Path, structures: str = "dna") -> list[str]:

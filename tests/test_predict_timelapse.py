@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 
+from conftest import random_checkpoint
 from sparsessp.cli.main import main
 from sparsessp.config import load_config
 from sparsessp.engine.checkpoint import base_state, load_model, save_checkpoint
@@ -47,11 +47,7 @@ def small_pyramid(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = load_config(None, TINY)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.ckpt"
-    save_checkpoint(path, base_state(cfg, build_model(cfg).state_dict()))
-    return path
+    return random_checkpoint(tmp_path_factory.mktemp("model"), TINY)
 
 
 def _ome_timelapse(path: Path, data: np.ndarray, z_step: float = 1.16, dt: float = 30.0) -> Path:
