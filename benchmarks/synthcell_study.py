@@ -10,7 +10,7 @@ for a handful of steps on a small dataset into ``OUT`` (doc included) to check t
 
 Every cell of every table gets the same step budget (``--steps``) and model size: the quickstart's data and
 training recipe (SynthCell-12, 12 structures, r = 4 unless a table varies r), with the tiny widths of
-``TINY`` so 3D and hybrid cells are affordable on two cores. The only validation is at the last step, so
+``TINY`` so 3D and hybrid cells are affordable on two cores (2-to-3D cells with ``WIDE_2TO3D``). The only validation is at the last step, so
 each cell is evaluated after exactly ``--steps`` steps.
 """
 
@@ -29,16 +29,22 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = ["model.channels=[16,16,16,16]", "model.embed_dim=64", "data.patch=[16,64,64]", "train.batch_size=4",
+TINY = ["model.channels=[16,16,16,16]", "model.embed_dim=64", "data.patch=[32,32,32]", "train.batch_size=4",
         "train.max_minutes=null", "train.epochs=100000", "train.val_every=100000", "train.val_volumes=1",
-        "train.precision=32-true"]
-"""Tiny widths for every cell: 16 channels per level, 16 x 64 x 64 patches (level depths 16/8/4/2 split the
-16 channels in 2-to-3D's 3D projection), batch 4; no wall-clock cap; one validation, at the end; fp32 (CPU bf16
-backward can give non-finite gradients in small 3D MoDE layers, see benchmarks/RESULTS.md)."""
+        "train.precision=32-true", "model.conditioning_options={}"]
+"""Tiny widths for every cell: 16 channels per level, 32 x 32 x 32 patches (the whole depth of a SynthCell stack:
+16-plane patches see half a cell and learn far less, benchmarks/RESULTS.md), batch 4; no wall-clock cap; one validation, at the end; fp32 (CPU bf16
+backward can give non-finite gradients in small 3D MoDE layers, see benchmarks/RESULTS.md); each mechanism as
+the paper has it (the quickstart's FiLM option for TSNs is dropped)."""
 SMOKE = ["data.root=data/synthcell-smoke", "data.synthcell.size=[16,64,64]", "data.synthcell.count=3",
          "data.structures=[dna,lamin_b1,tom20]", "data.samples_per_epoch=8", "data.patch=[16,32,32]"]
 """A small dataset and patch for ``--smoke`` (the pipeline check)."""
 
+WIDE_2TO3D = ["model.channels=[32,16,16,16]"]
+"""2-to-3D cells only: their 3D projection splits each level's channels over its depth, and level 0 is 32 planes
+deep, so level 0 is 32 channels wide there (one feature per plane, as at the paper's widths); the rest as TINY."""
+FIG4_RATIOS = (2, 4, 6, 8)
+"""Fig. 4's ratios here (the paper's r = 2 to 8, every other one to fit the two-hour budget)."""
 RATIO = 4
 """The sparse ratio of Tables 1 to 3 (the quickstart's)."""
 FIG4_MECHANISM = "tgnet"
@@ -51,7 +57,8 @@ def _paper_cells(smoke: bool) -> dict[str, list[Any]]:
     from sparsessp.grids import GRIDS, MECHANISM_NAMES, cells
 
     tables = {name: cells(GRIDS[name], [RATIO]) for name in ("table1", "table2", "table3")}
-    fig4 = [c for c in cells(GRIDS["fig4"]) if c.labels["approach"] == MECHANISM_NAMES[FIG4_MECHANISM]]
+    fig4 = [c for c in cells(GRIDS["fig4"], list(FIG4_RATIOS))
+            if c.labels["approach"] == MECHANISM_NAMES[FIG4_MECHANISM]]
     tables["fig4"] = fig4
     if smoke:
         keep = {"DoDNet", "Tgnet"}
@@ -60,28 +67,41 @@ def _paper_cells(smoke: bool) -> dict[str, list[Any]]:
     return tables
 
 
-def _affordable(base: Any, tables: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], list[str]]:
+def _base(steps: int, smoke: bool, topology: str = "") -> Any:
+    """The config every cell starts from (2-to-3D cells: with ``WIDE_2TO3D``)."""
+    from sparsessp.cli.quickstart import quickstart_config
+
+    wide = WIDE_2TO3D if topology == "2to3d" else []
+    return quickstart_config([*TINY, *wide, f"train.max_steps={steps}", *(SMOKE if smoke else [])])
+
+
+def _cell_config(steps: int, smoke: bool, cell: Any) -> Any:
+    from sparsessp.grids import cell_config
+
+    return cell_config(_base(steps, smoke, cell.changes.get("model.topology", "")), cell)
+
+
+def _affordable(steps: int, smoke: bool, tables: dict[str, list[Any]]) -> tuple[dict[str, list[Any]], list[str]]:
     """Drop Fig. 4 ratios the model code cannot run (a config error, e.g. a ratio the patch depth does not
     allow); returns the tables and one note per dropped cell."""
     from sparsessp.errors import ConfigError
-    from sparsessp.grids import cell_config
 
     kept, notes = [], []
     for cell in tables["fig4"]:
         try:
-            cell_config(base, cell)
+            _cell_config(steps, smoke, cell)
             kept.append(cell)
         except ConfigError as exc:
             notes.append(f"Fig. 4 cell {cell.name} not run: {exc}")
     return {**tables, "fig4": kept}, notes
 
 
-def _variants(base: Any, cells: Sequence[Any]) -> list[Any]:
+def _variants(steps: int, smoke: bool, cells: Sequence[Any]) -> list[Any]:
     from sparsessp.ablation import Variant
-    from sparsessp.grids import cell_config
 
     unique = {c.folder: c for c in cells}
-    return [Variant(c.name, cell_config(base, c), c.all_changes, c.labels, c.extra, c.folder) for c in unique.values()]
+    return [Variant(c.name, _cell_config(steps, smoke, c), c.all_changes, c.labels, c.extra, c.folder)
+            for c in unique.values()]
 
 
 def _table_rows(cells: Sequence[Any], by_folder: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -96,17 +116,15 @@ def run_study(
     """Train and evaluate every cell, rerun Table 3's best and worst with a second seed; the rows per table and
     notes on cells not run."""
     from sparsessp.ablation import run_ablation, write_results
-    from sparsessp.cli.quickstart import quickstart_config
     from sparsessp.grids import GRIDS, Cell
     from sparsessp.report.paper import tables_dir
 
-    base = quickstart_config([*TINY, f"train.max_steps={steps}", *(SMOKE if smoke else [])])
-    tables, notes = _affordable(base, _paper_cells(smoke))
+    tables, notes = _affordable(steps, smoke, _paper_cells(smoke))
     for note in notes:
         log(note)
     everything = [c for cs in tables.values() for c in cs]
     started = time.time()
-    rows = run_ablation(_variants(base, everything), out / "all", jobs=jobs, report=False, runs=out / "runs",
+    rows = run_ablation(_variants(steps, smoke, everything), out / "all", jobs=jobs, report=False, runs=out / "runs",
                         progress=log)
     by_folder = {r["folder"]: r for r in rows}
     table3 = [r for r in _table_rows(tables["table3"], by_folder) if r.get("overall")]
@@ -116,7 +134,7 @@ def run_study(
         for row in (ranked[-1], ranked[0]):
             cell = next(c for c in tables["table3"] if c.name == row["name"])
             reruns.append(Cell(cell.labels, cell.changes, cell.ratio, {"train.seed": SEEDS[1]}))
-        for row in run_ablation(_variants(base, reruns), out / "seeds", jobs=jobs, report=False,
+        for row in run_ablation(_variants(steps, smoke, reruns), out / "seeds", jobs=jobs, report=False,
                                 runs=out / "runs", progress=log):
             by_folder[row["folder"]] = row
     tables["table3"] = [*tables["table3"], *reruns]
@@ -295,9 +313,10 @@ def write_doc(results: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, doc
         f"`metrics.json`, through `{out}/<table>/results.json`; no number here is typed by hand).",
         "",
         f"Data: SynthCell-12 as the quickstart makes it (`configs/quickstart.yaml`'s data section); model widths "
-        f"`{' '.join(TINY[:4])}`; every cell of every table trained for **{steps} steps** (same budget "
-        f"everywhere), then evaluated once on the test split. Tables 1 to 3 at r = {RATIO}; Fig. 4 for "
-        f"Tgnet over the ratios listed. MSE, MAE and R2 are each run's `metrics.json` `overall`. The paper's "
+        f"`{' '.join(TINY[:4])}` (2-to-3D cells: `{' '.join(WIDE_2TO3D)}`, because their 3D projection splits "
+        f"level 0's channels over its 32 planes); every cell of every table trained for **{steps} steps** (same "
+        f"budget everywhere), then evaluated once on the test split. Tables 1 to 3 at r = {RATIO}; Fig. 4 for "
+        f"Tgnet at r = {', '.join(str(r) for r in FIG4_RATIOS)}. MSE, MAE and R2 are each run's `metrics.json` `overall`. The paper's "
         f"numbers (AllenCell, 1000 to 7000 epochs) stand beside ours for the pattern, not the level.",
         "",
         "## The paper's claims",

@@ -172,6 +172,9 @@ class _Predictor:
                         xy, xz = previews[name]
                         xy[by, bx] = volume.max(axis=0)
                         np.maximum(xz[:, bx], volume.max(axis=1), out=xz[:, bx])
+                # Free this block's arrays before the next block allocates its buffers; otherwise each block
+                # after the first holds two blocks' predictions at once and the peak grows with the field.
+                del results, pred, tl_block
         if want_preview and job.preview is not None:
             rows = [(name, [("TL", *previews["TL"]), ("prediction", *previews[name])]) for name in options.structures]
             writers.save_preview(job.preview, f"{job.stem}: max-intensity projections (z-scores)", rows)
