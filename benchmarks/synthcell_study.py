@@ -10,8 +10,8 @@ for a handful of steps on a small dataset into ``OUT`` (doc included) to check t
 
 Every cell of every table gets the same step budget (``--steps``) and model size: the quickstart's data and
 training recipe (SynthCell-12, 12 structures, r = 4 unless a table varies r), with the tiny widths of
-``TINY`` so 3D and hybrid cells are affordable on two cores (2-to-3D cells with ``WIDE_2TO3D``). The only validation is at the last step, so
-each cell is evaluated after exactly ``--steps`` steps.
+``TINY`` so 3D and hybrid cells are affordable on two cores (2-to-3D cells with ``WIDE_2TO3D``). The only
+validation is at the last step, so each cell is evaluated after exactly ``--steps`` steps.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ TINY = ["model.channels=[16,16,16,16]", "model.embed_dim=64", "data.patch=[32,32
         "train.max_minutes=null", "train.epochs=100000", "train.val_every=100000", "train.val_volumes=1",
         "train.precision=32-true", "model.conditioning_options={}"]
 """Tiny widths for every cell: 16 channels per level, 32 x 32 x 32 patches (the whole depth of a SynthCell stack:
-16-plane patches see half a cell and learn far less, benchmarks/RESULTS.md), batch 4; no wall-clock cap; one validation, at the end; fp32 (CPU bf16
-backward can give non-finite gradients in small 3D MoDE layers, see benchmarks/RESULTS.md); each mechanism as
-the paper has it (the quickstart's FiLM option for TSNs is dropped)."""
+16-plane patches see half a cell and learn far less, benchmarks/RESULTS.md), batch 4; no wall-clock cap; one
+validation, at the end; fp32 (CPU bf16 backward can give non-finite gradients in small 3D MoDE layers, see
+benchmarks/RESULTS.md); each mechanism as the paper has it (the quickstart's FiLM option for TSNs is dropped)."""
 SMOKE = ["data.root=data/synthcell-smoke", "data.synthcell.size=[16,64,64]", "data.synthcell.count=3",
          "data.structures=[dna,lamin_b1,tom20]", "data.samples_per_epoch=8", "data.patch=[16,32,32]"]
 """A small dataset and patch for ``--smoke`` (the pipeline check)."""
@@ -316,7 +316,8 @@ def write_doc(results: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, doc
         f"`{' '.join(TINY[:4])}` (2-to-3D cells: `{' '.join(WIDE_2TO3D)}`, because their 3D projection splits "
         f"level 0's channels over its 32 planes); every cell of every table trained for **{steps} steps** (same "
         f"budget everywhere), then evaluated once on the test split. Tables 1 to 3 at r = {RATIO}; Fig. 4 for "
-        f"Tgnet at r = {', '.join(str(r) for r in FIG4_RATIOS)}. MSE, MAE and R2 are each run's `metrics.json` `overall`. The paper's "
+        f"Tgnet at r = {', '.join(str(r) for r in FIG4_RATIOS)}. MSE, MAE and R2 are each run's `metrics.json` "
+        f"`overall`. The paper's "
         f"numbers (AllenCell, 1000 to 7000 epochs) stand beside ours for the pattern, not the level.",
         "",
         "## The paper's claims",

@@ -97,6 +97,50 @@ def test_parallel_jobs_give_the_same_rows_and_keep_worker_output_in_files(
     assert not (out / "report").exists()
 
 
+ORPHAN_SCRIPT = """
+import multiprocessing, os, sys, time
+from sparsessp.ablation import stop_when_orphaned
+
+def child(parent, path):
+    stop_when_orphaned(parent, poll_s=0.1)
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(), sys.argv[1])).start()
+    time.sleep(120)
+"""
+
+
+def test_a_worker_stops_when_the_ablation_process_is_killed(tmp_path: Path) -> None:
+    """A killed `ablate --jobs` (its parent gone) leaves no worker running on (they stop within a second)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script, pid_file = tmp_path / "pool.py", tmp_path / "child.pid"
+    script.write_text(ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)], env={**os.environ})
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = psutil.Process(int(pid_file.read_text()))
+        assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(10)
+        stopped = time.monotonic() + 10
+        while child.is_running() and child.status() != psutil.STATUS_ZOMBIE and time.monotonic() < stopped:
+            time.sleep(0.1)
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, "worker outlived its ablation"
+    finally:
+        parent.kill()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

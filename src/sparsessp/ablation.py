@@ -19,7 +19,10 @@ import io
 import json
 import os
 import re
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import redirect_stderr
@@ -139,6 +142,21 @@ def _identity(variant: Variant) -> dict[str, Any]:
             "extra": variant.extra, "ratio": variant.config.data.sparse_ratio, "seed": variant.config.train.seed}
 
 
+def stop_when_orphaned(parent: int, poll_s: float = 1.0) -> None:
+    """SIGTERM this process once ``parent`` is no longer its parent (the ablation was killed).
+
+    The trainer answers SIGTERM by saving ``last.ckpt`` and stopping, so a killed ``ablate --jobs`` leaves no
+    worker training on, and running the ablation again resumes where each worker stopped.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def _worker(variant: dict[str, Any], run_dir: str, threads: int) -> dict[str, Any]:
     """Process-pool entry: rebuild the variant from plain data and run it with ``threads`` CPU threads.
 
@@ -147,6 +165,7 @@ def _worker(variant: dict[str, Any], run_dir: str, threads: int) -> dict[str, An
     """
     import torch
 
+    stop_when_orphaned(os.getppid())
     torch.set_num_threads(threads)
     with open(f"{run_dir}.log", "a") as console, redirect_stderr(console):
         tree = variant.pop("config")
