@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from conftest import load_script
 from sparsessp import design
 from sparsessp.cli.ablate import add_arguments
 from sparsessp.config import load_config
@@ -44,16 +43,8 @@ def test_shipped_configs_are_many() -> None:
     assert len(SHIPPED) > 80
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gen_paper_configs", ROOT / "scripts" / "gen_paper_configs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_paper_and_cpu_configs_are_exactly_the_generators_output() -> None:
-    files = _generator().render()
+    files = load_script("scripts/gen_paper_configs.py").render()
     generated = {ROOT / "configs" / rel for rel in files}
     committed = set((ROOT / "configs" / "paper").rglob("*.yaml")) | set((ROOT / "configs" / "cpu").rglob("*.yaml"))
     assert committed == generated

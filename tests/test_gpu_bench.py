@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
+
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT.parent / "shared" / "fixtures" / "official" / "MANIFEST.json"
 
 
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "benchmarks" / "gpu_bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: the script would measure")
 def test_without_cuda_it_says_so_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    assert load_bench().main([]) == 0
+    assert load_script("benchmarks/gpu_bench.py").main([]) == 0
     assert "needs an NVIDIA GPU" in capsys.readouterr().out
 
 
 def test_every_route_equals_the_per_sample_reference_float64() -> None:
-    bench = load_bench()
+    bench = load_script("benchmarks/gpu_bench.py")
     errors = bench.tiny_route_check()
     assert set(errors) == {"by_task", "experts", "grouped", "inference (cached)"}
     assert max(errors.values()) <= bench.ROUTE_TOLERANCE["float64"], errors
@@ -38,7 +30,7 @@ def test_every_route_equals_the_per_sample_reference_float64() -> None:
 def test_the_route_check_catches_a_wrong_route(monkeypatch: pytest.MonkeyPatch) -> None:
     from sparsessp.models.conditioning.mode import MoDEConv
 
-    bench = load_bench()
+    bench = load_script("benchmarks/gpu_bench.py")
     experts = MoDEConv._experts
     monkeypatch.setattr(MoDEConv, "_experts", lambda self, x, t: experts(self, x, t) * 1.01)
     errors = bench.tiny_route_check()
@@ -50,7 +42,7 @@ def test_the_route_check_catches_a_wrong_route(monkeypatch: pytest.MonkeyPatch) 
 def test_full_size_weights_go_through_the_importer_to_the_released_spec() -> None:
     from sparsessp.models.compat.sparsessp_released import ReleasedSparseSSP
 
-    bench = load_bench()
+    bench = load_script("benchmarks/gpu_bench.py")
     shapes = json.loads(MANIFEST.read_text())["sparsessp_repmode_3to2d_released_full_size"]["state_dict"]
     meta = {key: torch.empty(shape, device="meta") for key, shape in shapes.items()}
     _, spec, ratio = bench.FULL_SPECS["sparsessp-3to2d-r8"]
