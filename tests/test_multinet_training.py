@@ -133,3 +133,12 @@ def test_per_task_batches_resume_exactly_mid_epoch(tmp_path: Path) -> None:
     b = load_checkpoint(split / "checkpoints" / "last.ckpt")
     assert a["step"] == b["step"] == 5
     assert all(torch.equal(value, b["model"][key]) for key, value in a["model"].items())
+
+
+def test_fnet_member_needs_a_patch_depth_that_r_divides() -> None:
+    """The skeleton's checks allow any r; a pytorch_fnet member resamples by r, so it needs r | depth."""
+    from sparsessp.errors import ConfigError
+
+    cfg = load_config(None, [*MULTINET, "data.patch=[8, 16, 16]", "data.sparse_ratio=3", "data.structures=[dna,lamin_b1]"])
+    with pytest.raises(ConfigError, match="depth 8 must be a multiple of data.sparse_ratio 3 for a pytorch_fnet Multi-Net"):
+        build_model(cfg)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sparsessp.design import check_model_config
+from sparsessp.design import check_model_config, check_resampling_patch
 from sparsessp.errors import ConfigError
 from sparsessp.structures import STRUCTURES
 
@@ -203,15 +203,8 @@ class Config(_Section):
     def _check_released_architecture(self) -> None:
         """Sizes a released network needs: patch multiples of its down-sampling, depth a multiple of r."""
         name, spec = self.model.architecture, self.model.architecture_spec()
-        multiple = 2 ** architecture_levels(name, spec)
-        patch, r = self.data.patch, self.data.sparse_ratio
-        if any(size % multiple for size in patch):
-            raise ValueError(f"data.patch {list(patch)}: model.architecture {name} needs multiples of {multiple}")
-        if patch[0] % r:
-            raise ValueError(
-                f"data.patch depth {patch[0]} must be a multiple of data.sparse_ratio {r} for model.architecture "
-                f"{name} (it resamples the sparse TL by r)"
-            )
+        check_resampling_patch(self.data.patch, self.data.sparse_ratio, architecture_levels(name, spec),
+                               f"model.architecture {name}")
 
     @property
     def num_tasks(self) -> int:

@@ -10,6 +10,7 @@ in step).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -95,6 +96,20 @@ def level_depths(depth: int, levels: int) -> list[int]:
         d = depths[-1]
         depths.append(d // 2 if d % 2 == 0 else d)
     return depths
+
+
+def check_resampling_patch(patch: Sequence[int], sparse_ratio: int, downsamplings: int, network: str) -> None:
+    """Patch rules of a network that resamples the sparse TL by r and down-samples ``downsamplings`` times
+    (the released architectures, a pytorch_fnet Multi-Net member): every size a multiple of
+    ``2 ** downsamplings``, the depth a multiple of r. Raises ``ValueError`` naming ``network``."""
+    multiple = 2**downsamplings
+    if any(size % multiple for size in patch):
+        raise ValueError(f"data.patch {list(patch)}: {network} needs multiples of {multiple}")
+    if patch[0] % sparse_ratio:
+        raise ValueError(
+            f"data.patch depth {patch[0]} must be a multiple of data.sparse_ratio {sparse_ratio} for {network} "
+            "(it resamples the sparse TL by r)"
+        )
 
 
 def check_model_config(model: ModelConfig, data: DataConfig) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
+from sparsessp.design import check_resampling_patch
 from sparsessp.errors import ConfigError
 from sparsessp.models.conditioning.base import Conditioning
 
@@ -73,17 +74,11 @@ def fnet_member(cfg: Config) -> nn.Module:
     from sparsessp.models.compat.fnet import FNet3D
 
     depth = cfg.model.levels - 1
-    multiple = 2**depth
-    if cfg.data.patch[0] % cfg.data.sparse_ratio:
-        raise ConfigError(
-            f"model: a pytorch_fnet Multi-Net member resamples the TL by r: patch depth {cfg.data.patch[0]} must be "
-            f"a multiple of data.sparse_ratio {cfg.data.sparse_ratio}"
-        )
-    if any(size % multiple for size in cfg.data.patch):
-        raise ConfigError(
-            f"model: a pytorch_fnet Multi-Net member with {depth} down-samplings needs patch sizes that are "
-            f"multiples of {multiple}, got {list(cfg.data.patch)}"
-        )
+    try:
+        check_resampling_patch(cfg.data.patch, cfg.data.sparse_ratio, depth,
+                               f"a pytorch_fnet Multi-Net member with {depth} down-samplings")
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
     spec = {"in_channels": 1, "out_channels": 1, "mult_chan": cfg.model.scaled_channels()[0], "depth": depth}
     member = FNet3D(spec, sparse_ratio=cfg.data.sparse_ratio)
     member.patch = tuple(cfg.data.patch)
