@@ -139,6 +139,7 @@ def test_fnet_member_needs_a_patch_depth_that_r_divides() -> None:
     """The skeleton's checks allow any r; a pytorch_fnet member resamples by r, so it needs r | depth."""
     from sparsessp.errors import ConfigError
 
-    cfg = load_config(None, [*MULTINET, "data.patch=[8, 16, 16]", "data.sparse_ratio=3", "data.structures=[dna,lamin_b1]"])
-    with pytest.raises(ConfigError, match="depth 8 must be a multiple of data.sparse_ratio 3 for a pytorch_fnet Multi-Net"):
+    cfg = load_config(None, [*MULTINET, "data.patch=[8, 16, 16]", "data.sparse_ratio=3",
+                             "data.structures=[dna,lamin_b1]"])
+    with pytest.raises(ConfigError, match=r"depth 8 must be a multiple of data\.sparse_ratio 3 for a pytorch_fnet"):
         build_model(cfg)
