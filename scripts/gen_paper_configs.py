@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from sparsessp.grids import method_row
+
 ROOT = Path(__file__).resolve().parents[1] / "configs"
 EPOCHS = {"3d": 1000, "3to2d": 3000, "2to3d": 3000, "2d": 7000}
 TOPOLOGIES = ("3d", "2d", "3to2d", "2to3d")
@@ -24,9 +26,6 @@ BACKBONES = {  # Table 5: name -> how the paper names it (and the timm model whe
     "dinov2_base": "DINOv2-B (vit_base_patch14_dinov2)",
     "vit_large": "ViT-L (vit_large_patch16_224)",
 }
-TSN_BACKBONE = "resnet18"
-"""TSNs' own 2D encoder: the paper's TSNs 2D / 2-to-3D rows of Table 3 are the ResNet18 rows of Table 5."""
-
 HEADER = (
     "# {what}\n# Paper settings (SparseSSP, ECCV 2024): patch 32 x 128 x 128, batch 8, Adam, MSE, validation every\n"
     "# 20 epochs. Data: AllenCell prepared with `sparsessp prepare` (or any dataset root: --set data.root=DIR).\n"
@@ -95,14 +94,15 @@ def paper_configs() -> dict[str, tuple[str, dict]]:
         out[f"design/{name}.yaml"] = (what, paper(topology, interp, proj, "dodnet"))
     for method in (*METHODS, "multinet"):
         for topology in TOPOLOGIES:
-            backbone = TSN_BACKBONE if method == "tsn" and topology in ("2d", "2to3d") else "unet"
+            row = method_row(method, topology)  # the methods grid's rules: TSNs' encoder, Multi-Net members
+            backbone = row.get("model.backbone", "unet")
             what = f"Table 3: {method} on the {topology} topology, prefix nearest, 3D projection."
             if backbone != "unet":
                 what += f" TSNs' ResNet-18 2D encoder (= Table 5's {backbone} row)."
             cfg = paper(topology, "prefix", "3d", method, backbone)
-            if method == "multinet" and topology != "3d":
+            if "model.conditioning_options" in row:
                 what += " Members of our skeleton (the paper's pytorch_fnet member is 3D only)."
-                cfg["model"]["conditioning_options"] = {"member": "sparsessp"}
+                cfg["model"]["conditioning_options"] = row["model.conditioning_options"]
             out[f"methods/{method}_{topology}.yaml"] = (what, cfg)
     for backbone, label in BACKBONES.items():
         for topology in ("2d", "2to3d"):

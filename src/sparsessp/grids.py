@@ -163,9 +163,10 @@ PAPER_GRIDS: dict[str, Grid] = {
 """The paper's tables and Fig. 4 as grids (labels as the paper writes them)."""
 
 
-def _method_row(conditioning: str, topology: str) -> Row:
-    """A cell of the ``methods`` grid: TSNs' 2D encoders are ResNet-18 (as in the paper); a Multi-Net off the 3D
-    topology has members of our skeleton (the paper's pytorch_fnet member is 3D only)."""
+def method_row(conditioning: str, topology: str) -> Row:
+    """A cell of the ``methods`` grid (and of configs/paper/methods/): TSNs' 2D encoders are ResNet-18 (as in the
+    paper); a Multi-Net off the 3D topology has members of our skeleton (the paper's pytorch_fnet member is 3D
+    only)."""
     row: Row = {"model.conditioning": conditioning, "model.topology": topology}
     if conditioning == "tsn":
         row["model.backbone"] = _tsn_backbone(topology)
@@ -183,7 +184,7 @@ def _plain(name: str, title: str, rows: Sequence[Row]) -> Grid:
 GRIDS: dict[str, Grid] = {
     "topologies": _plain("topologies", "Topologies", [{"model.topology": t} for t in TOPOLOGIES]),
     "methods": Grid("methods", "Task conditioning x topology", ("conditioning", "topology"),
-                    tuple(GridRow((m, t), _method_row(m, t)) for m in METHODS for t in TOPOLOGIES)),
+                    tuple(GridRow((m, t), method_row(m, t)) for m in METHODS for t in TOPOLOGIES)),
     "backbones": _plain("backbones", "2D backbones (TSNs)",
                         [{"model.backbone": b, "model.topology": t, "model.conditioning": "tsn"}
                          for b in BACKBONES for t in ("2d", "2to3d")]),
