@@ -251,10 +251,12 @@ def claims(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
 CAUSES = {
     1: "Prefix feeds the network the nearest-neighbour copies of each sparse plane, so its encoder works on r times "
        "as many voxels for the same information; at a budget of a few hundred steps with 16 channels, the smaller "
-       "sparse input of postfix and none may simply be learnt faster. The paper trained 1000 to 7000 epochs.",
-    2: "The 3D projection splits each level's channels across its depth: with 16 channels and a 16-plane patch, "
-       "level 0 keeps one channel per plane, a much tighter bottleneck than at the paper's widths; the 2D "
-       "projection (a 1 x 1 convolution over depth x channels) does not have it.",
+       "sparse input of postfix and none may simply be learnt faster (and DoDNet's dynamic head starts near zero "
+       "and learns late, benchmarks/RESULTS.md). The paper trained 1000 to 7000 epochs.",
+    2: "The 3D projection passes each level through a per-plane bottleneck: 3-to-2D maps level 0 to U / D = "
+       "64 / 32 = 2 channels per plane before folding depth into channels, and 2-to-3D unfolds level 0's 32 "
+       "channels into one per plane; the 2D projection mixes the whole channels x depth stack in one convolution "
+       "and has no such bottleneck. At the paper's widths (U = 256) the 3D projection keeps 8 channels per plane.",
     3: "The paper trains hybrids 3000 epochs and 2D topologies 7000 against 1000 for 3D, because their 2D parts "
        "converge more slowly; one step budget for every cell favours whatever learns fastest. SynthCell's "
        "structures may also be simpler along z than real cells, so 3D context may matter less.",
@@ -295,6 +297,15 @@ def seed_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _cost(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """One line: how many distinct runs the tables hold and their training time (each run's ``train_s``)."""
+    runs = {row["folder"]: row for rows in results.values() for row in rows if row.get("train_s") is not None}
+    seconds = sum(float(row["train_s"]) for row in runs.values())
+    return (f"Cost: {len(runs)} trained runs (cells shared by two tables train once; the second seeds included), "
+            f"{seconds / 60:.0f} minutes of training in all, one CPU thread per run and two runs at a time, so "
+            f"about half of that in wall time, plus one test-split evaluation per run.")
+
+
 def write_doc(results: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, doc: Path, steps: int,
               command: str, notes: Sequence[str] = ()) -> Path:
     """The study's Markdown document (tables and claims from ``results``; plots copied beside it)."""
@@ -319,6 +330,8 @@ def write_doc(results: Mapping[str, Sequence[Mapping[str, Any]]], out: Path, doc
         f"Tgnet at r = {', '.join(str(r) for r in FIG4_RATIOS)}. MSE, MAE and R2 are each run's `metrics.json` "
         f"`overall`. The paper's "
         f"numbers (AllenCell, 1000 to 7000 epochs) stand beside ours for the pattern, not the level.",
+        "",
+        _cost(results),
         "",
         "## The paper's claims",
         "",
