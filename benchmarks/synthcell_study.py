@@ -261,8 +261,10 @@ CAUSES = {
        "converge more slowly; one step budget for every cell favours whatever learns fastest. SynthCell's "
        "structures may also be simpler along z than real cells, so 3D context may matter less.",
     4: "The paper's margins between mechanisms are small (Tgnet 3-to-2D R2 0.4693 against RepMode's 0.4616 at "
-       "r = 2, 0.0077); where the seed-to-seed differences above are larger than such margins, the ranking at "
-       "this budget is noise rather than a property of the mechanisms.",
+       "r = 2, 0.0077): cells closer to each other than the seed-to-seed differences above are not ranked by this "
+       "study. Where the best cell leads by more than those differences, SynthCell at this budget prefers another "
+       "cell: a mechanism or topology that learns fastest in a few hundred steps, not what is best after the "
+       "paper's thousands of epochs.",
     5: "SynthCell's structures may vary slowly along z at the quickstart's size, so dropping planes would lose "
        "little and R2 would change little with r; compare the slopes with the seed-to-seed differences above.",
 }
