@@ -5,9 +5,10 @@ for the 2d, 3to2d (embed 64) and 3d bodies, through the trainer's own Fabric (``
 input conversion, Adam), one fixed batch. Prediction: ``predict_volume`` of the quickstart model on a
 16 x 512 x 512 TL stack (weights from ``--checkpoint``, else the fresh model). The precisions are timed in
 alternating rounds (A B, then B A, ...) so that load from other processes hits both alike; medians are
-reported. Quality beside the speed: relative L2 of the outputs against fp32 (same weights, same input),
-and each training run's loss after the timed steps (both precisions take the same steps from the same
-weights on the same batch).
+reported. Prediction is also timed in fp32 with 4 windows per model call, its default before issue 12
+(now chosen from the window's size: 16 for the quickstart's window). Quality beside the speed: relative
+L2 of the outputs against fp32 (same weights, same input), and each training run's loss after the timed
+steps (both precisions take the same steps from the same weights on the same batch).
 
     PYTHONPATH=src .venv/bin/python benchmarks/cpu_bench.py --threads 2
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import inspect
 import statistics
 import time
 from pathlib import Path
@@ -131,18 +131,18 @@ def bench_training(body: str, precisions: list[str], steps: int, rounds: int) ->
     }
 
 
-def _predict(model: Any, tl: Any, precision: str) -> Any:
-    from sparsessp import precision as prec
+PREVIOUS_WINDOW_BATCH = 4
+"""Windows per model call of ``predict_volume`` before issue 12 (now chosen by window size: 16 here)."""
+
+
+def _predict(model: Any, tl: Any, precision: str, window_batch: int | None = None) -> Any:
     from sparsessp.inference import predict_volume
 
-    structure = model.structures[0]
-    if "precision" in inspect.signature(predict_volume).parameters:
-        return predict_volume(model, tl, structure, precision=precision)
-    with prec.autocast(precision, "cpu"):
-        return predict_volume(model, tl, structure)
+    return predict_volume(model, tl, model.structures[0], precision=precision, window_batch=window_batch)
 
 
 def bench_predict(precisions: list[str], rounds: int, checkpoint: Path | None, shape: tuple[int, int, int]) -> dict:
+    """Seconds per ``predict_volume`` for each precision, and for fp32 with the previous windows per call."""
     import numpy as np
     import torch
     from scipy.ndimage import gaussian_filter
@@ -159,20 +159,20 @@ def bench_predict(precisions: list[str], rounds: int, checkpoint: Path | None, s
     model.eval()
     rng = np.random.default_rng(0)
     tl = gaussian_filter(rng.standard_normal(shape).astype(np.float32), (1.0, 3.0, 3.0))
-    outputs = {p: _predict(model, tl, p) for p in precisions}  # also the warm-up
+    variants = {"before": ("fp32", PREVIOUS_WINDOW_BATCH)} | {p: (p, None) for p in precisions}
+    outputs = {name: _predict(model, tl, *v) for name, v in variants.items()}  # also the warm-up
 
-    def timed(precision: str) -> float:
+    def timed(variant: tuple[str, int | None]) -> float:
         start = time.perf_counter()
-        _predict(model, tl, precision)
+        _predict(model, tl, *variant)
         return time.perf_counter() - start
 
-    seconds = alternating({p: p for p in precisions}, rounds, timed)
-    reference = precisions[0]
+    seconds = alternating(variants, rounds, timed)
     return {
-        "seconds": {p: statistics.median(v) for p, v in seconds.items()},
+        "seconds": {name: statistics.median(v) for name, v in seconds.items()},
         "rounds": seconds,
-        "rel_l2": {p: relative_l2(outputs[p], outputs[reference]) for p in precisions},
-        "output_shape": list(outputs[reference].shape),
+        "rel_l2": {name: relative_l2(out, outputs["fp32"]) for name, out in outputs.items()},
+        "output_shape": list(outputs["fp32"].shape),
     }
 
 
@@ -195,6 +195,12 @@ def report(train: dict[str, dict], predict: dict | None, default: str) -> str:
             f"| predict_volume (s) | {a:.3g} | {b:.3g} | {a / b:.2f}x | {TARGETS['predict']}x | "
             f"{predict['rel_l2'][default]:.1e} | - |"
         )
+        if "before" in predict["seconds"]:
+            a = predict["seconds"]["before"]
+            lines.append(
+                f"| predict_volume against fp32 with {PREVIOUS_WINDOW_BATCH} windows per call, the previous "
+                f"default (s) | {a:.3g} | {b:.3g} | {a / b:.2f}x | - | {predict['rel_l2'][default]:.1e} | - |"
+            )
     return "\n".join(lines)
 
 
@@ -218,13 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     quiet_lightning()
     default = best("cpu")
+    precisions = ["fp32"] if default == "fp32" else ["fp32", default]
     if default == "fp32":
-        print("this CPU has no native bf16 (AVX512-BF16 / AMX): the default is fp32, nothing to compare")
-        return 0
-    precisions = ["fp32", default]
+        print("this CPU has no native bf16 (AVX512-BF16 / AMX): the default is fp32, so training has nothing to "
+              "compare; prediction is compared with the previous windows per call")
     print(f"threads {args.threads}, default precision on this CPU: {default}", flush=True)
     train: dict[str, dict] = {}
-    for body in args.bodies:
+    for body in args.bodies if default != "fp32" else []:
         steps = args.steps or (5 if body == "2d" else 1)
         train[body] = bench_training(body, precisions, steps, args.rounds)
         print(f"train {body}: {train[body]['rounds']}", flush=True)

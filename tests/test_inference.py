@@ -20,6 +20,7 @@ from sparsessp.inference import (
     to_model_grid,
     weight_map,
     window_starts,
+    windows_per_call,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
@@ -130,6 +131,25 @@ def test_windows_are_batched_and_batch_size_does_not_change_the_result() -> None
     torch.testing.assert_close(one, many)
 
 
+def test_windows_per_call_follow_the_window_size() -> None:
+    assert windows_per_call((32, 64, 64)) == 16  # the quickstart's window
+    assert windows_per_call((32, 128, 128)) == 4  # the paper's patch: the old fixed default
+    assert windows_per_call((64, 232, 344)) == 1  # the released full-size window
+    assert windows_per_call((4, 8, 8)) == 16  # capped
+    assert windows_per_call((32, 64, 64), 3) == 3  # asked for
+
+
+def test_automatic_windows_per_call_give_the_one_window_result() -> None:
+    torch.manual_seed(2)
+    model = Toy(2, (4, 8, 8))
+    sparse = torch.randn(1, 1, 6, 20, 20)
+    one = sliding_window(model, sparse, 1, (4, 8, 8), 2, batch_size=1)
+    model.calls.clear()
+    auto = sliding_window(model, sparse, 1, (4, 8, 8), 2)
+    assert model.calls == [16, 16, 16, 16, 16]  # 80 windows, 16 per call
+    torch.testing.assert_close(one, auto, rtol=1e-6, atol=1e-6)
+
+
 def test_window_depth_must_hold_one_sparse_interval() -> None:
     with pytest.raises(ValueError, match="at most the window depth"):
         sliding_window(Toy(3), torch.zeros(1, 1, 4, 8, 8), 0, (2, 8, 8), 3)
@@ -219,3 +239,16 @@ def test_released_sliding_window_fixture() -> None:
     ref = io["y_sliding_window"]
     rel = float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref))
     assert rel < 1e-5
+
+
+def test_quickstart_model_predicts_the_same_with_4_or_16_windows_per_call() -> None:
+    """The automatic windows per call (16 for the quickstart's window) against the old fixed 4, fp32."""
+    from sparsessp.cli.quickstart import quickstart_config
+    from sparsessp.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model(quickstart_config(["train.accelerator=cpu"])).eval()
+    tl = np.random.default_rng(3).normal(size=(12, 96, 96)).astype(np.float32)
+    auto = predict_volume(model, tl, model.structures[0])
+    four = predict_volume(model, tl, model.structures[0], window_batch=4)
+    assert np.linalg.norm(auto - four) / np.linalg.norm(four) < 1e-5

@@ -92,7 +92,7 @@ def test_ome_tiff_timelapse_to_ome_zarr(ckpt: Path, tmp_path: Path, capsys: pyte
     src = _ome_timelapse(tmp_path / "in" / "movie.ome.tif", np.stack([_volume((4, 40, 36), t) for t in range(3)]))
     out = tmp_path / "out"
     rc = main(["predict", str(src), "--model", str(ckpt), "--structures", "dna,lamin_b1", "--out", str(out),
-               "--format", "ome-zarr", "--merge", "--quiet"])
+               "--format", "ome-zarr", "--merge", "--quiet", "--precision", "fp32"])
     assert rc == 0, capsys.readouterr().err
     result = out / "movie_prediction.ome.zarr"
     _check_ome_zarr(result, (3, 2, 16, 40, 36), 30.0)
@@ -140,7 +140,8 @@ def test_blockwise_equals_whole_volume(ckpt: Path, tmp_path: Path) -> None:
     src = tmp_path / "cell.ome.tif"
     tifffile.imwrite(src, volume, ome=True, metadata={"axes": "ZYX", "PhysicalSizeZ": 1.16,
                                                       "PhysicalSizeY": 0.29, "PhysicalSizeX": 0.29})
-    options = PredictOptions(ckpt, ["lamin_b1"], tmp_path / "out", format="ome-zarr", max_memory_gb=2e-4)
+    options = PredictOptions(ckpt, ["lamin_b1"], tmp_path / "out", format="ome-zarr", max_memory_gb=2e-4,
+                             precision="fp32")
     from sparsessp.inference import choose_block, window_grid
 
     assert choose_block(window_grid((5, 40, 50), (8, 16, 16), 4), 2e-4 * 2**30, 8)[0] < 40, "several blocks"
@@ -167,6 +168,23 @@ def test_bf16_prediction_is_close_to_fp32(ckpt: Path, tmp_path: Path) -> None:
     assert got["bf16"].dtype == np.float32
     difference = np.linalg.norm(got["bf16"] - got["fp32"]) / np.linalg.norm(got["fp32"])
     assert 0 < difference < 3e-2  # bf16 really ran (not bit-equal) and kept the prediction
+
+
+def test_default_precision_is_the_devices_best(ckpt: Path, tmp_path: Path) -> None:
+    """Without --precision, predict runs in `auto`: bf16 on a CPU that runs it natively, else fp32."""
+    from sparsessp.precision import best
+
+    volume = _volume((5, 24, 28), 4)
+    src = tmp_path / "cell.ome.tif"
+    tifffile.imwrite(src, volume, ome=True, metadata={"axes": "ZYX", "PhysicalSizeZ": 1.16,
+                                                      "PhysicalSizeY": 0.29, "PhysicalSizeX": 0.29})
+    got = {}
+    for name, extra in (("default", []), ("best", ["--precision", best("cpu")])):
+        out = tmp_path / name
+        assert main(["predict", str(src), "--model", str(ckpt), "--structures", "dna", "--out", str(out),
+                     "--format", "ome-zarr", "--device", "cpu", "--quiet", *extra]) == 0
+        got[name] = _zarr_level0(out / "cell_dna.ome.zarr")[0, 0]
+    np.testing.assert_array_equal(got["default"], got["best"])
 
 
 def test_fp16_on_the_cpu_is_refused_before_any_work(ckpt: Path, tmp_path: Path,

@@ -183,7 +183,11 @@ class InferenceConfig(_Section):
     overlap: float = Field(0.5, ge=0, lt=1)
     sigma_scale: float = Field(0.125, gt=0)
     blend: Literal["released", "monai"] = "released"
-    window_batch: int = Field(4, ge=1)
+    window_batch: int | None = Field(
+        None, ge=1,
+        description="windows per model call; none: as many as make about 2**21 output voxels (1 to 16; "
+        "16 for the quickstart's 32 x 64 x 64 window, 4 for the paper's 32 x 128 x 128)",
+    )
 
 
 class Config(_Section):

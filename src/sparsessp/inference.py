@@ -117,6 +117,19 @@ def _module_device(model: Any) -> torch.device | None:
     return None if first is None else first.device
 
 
+WINDOW_BATCH_VOXELS = 2**21
+"""Output voxels per model call that :func:`windows_per_call` aims at: small windows are batched more,
+which keeps a CPU's matrix kernels busy (quickstart model, 2 cores: 16 windows of 32 x 64 x 64 per call
+predict 1.3x faster than 4 in fp32 and 1.6x in bf16; benchmarks/RESULTS.md)."""
+
+
+def windows_per_call(window: Sequence[int], requested: int | None = None) -> int:
+    """Windows per model call: ``requested``, or (None) as many as make about 2**21 output voxels, 1 to 16."""
+    if requested is not None:
+        return max(1, int(requested))
+    return max(1, min(16, WINDOW_BATCH_VOXELS // math.prod(int(w) for w in window)))
+
+
 def _batched(items: Iterator[tuple[int, int, int]], size: int) -> Iterator[list[tuple[int, int, int]]]:
     while batch := list(itertools.islice(items, size)):
         yield batch
@@ -181,7 +194,7 @@ def window_grid(shape: Sequence[int], window: Sequence[int], sparse_ratio: int, 
     return WindowGrid((zs, ys, xs), (depth, height, width), r, pads, starts)
 
 
-def block_bytes(grid: WindowGrid, block: tuple[int, int], window_batch: int = 4) -> int:
+def block_bytes(grid: WindowGrid, block: tuple[int, int], batch: int | None = None) -> int:
     """Bytes the block buffers of :func:`predict_block` hold for a ``block`` (h, w) of output.
 
     Dense output and weight sums over the block plus one window margin, the sparse input over the same
@@ -190,16 +203,16 @@ def block_bytes(grid: WindowGrid, block: tuple[int, int], window_batch: int = 4)
     depth, height, width = grid.window
     region = (block[0] + 2 * height) * (block[1] + 2 * width)
     voxels = 2 * grid.padded_depth * region + grid.sparse_padded * region + grid.out_depth * block[0] * block[1]
-    voxels += window_batch * (depth + grid.in_depth) * height * width
+    voxels += windows_per_call(grid.window, batch) * (depth + grid.in_depth) * height * width
     return 4 * voxels
 
 
-def choose_block(grid: WindowGrid, budget_bytes: float, window_batch: int = 4) -> tuple[int, int]:
+def choose_block(grid: WindowGrid, budget_bytes: float, batch: int | None = None) -> tuple[int, int]:
     """The largest square-ish output block (h, w) whose buffers fit ``budget_bytes`` (at least one window)."""
     _, ys, xs = grid.shape
     _, height, width = grid.window
     size = max(ys, xs)
-    while size > min(height, width) and block_bytes(grid, (min(ys, size), min(xs, size)), window_batch) > budget_bytes:
+    while size > min(height, width) and block_bytes(grid, (min(ys, size), min(xs, size)), batch) > budget_bytes:
         size = max(min(height, width), int(size * 0.8))
     return min(ys, max(size, 1)), min(xs, max(size, 1))
 
@@ -238,7 +251,7 @@ def predict_block(
     block: tuple[slice, slice],
     task_id: int,
     weights: torch.Tensor,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: torch.device | str = "cpu",
     precision: str = "fp32",
 ) -> torch.Tensor:
@@ -276,7 +289,7 @@ def predict_block(
     norm = torch.zeros_like(out)
     weights = weights.to(device)
     starts = itertools.product(grid.starts[0], ys_pad, xs_pad)
-    for batch in _batched(starts, max(1, int(batch_size))):
+    for batch in _batched(starts, windows_per_call(grid.window, batch_size)):
         x = torch.stack(
             [region[z // r : z // r + in_depth, y - ry0 : y - ry0 + height, w - rx0 : w - rx0 + width]
              for z, y, w in batch]
@@ -289,7 +302,7 @@ def predict_block(
         pred = pred.float()
         for k, (z, y, w) in enumerate(batch):
             cut = (slice(z, z + depth), slice(y - ry0, y - ry0 + height), slice(w - rx0, w - rx0 + width))
-            out[cut] += pred[k, 0] * weights
+            out[cut].addcmul_(pred[k, 0], weights)
             norm[cut] += weights
     del region
     z0 = pz0 * r
@@ -310,7 +323,7 @@ def sliding_window(
     sparse_ratio: int,
     overlap: float = 0.5,
     blend: str = "released",
-    batch_size: int = 4,
+    batch_size: int | None = None,
     sigma_scale: float = 0.125,
     device: torch.device | str | None = None,
     precision: str = "fp32",
@@ -432,7 +445,12 @@ def task_id_of(model: Any, structure: str) -> int:
 
 
 def predict_volume(
-    model: nn.Module, tl: np.ndarray, structure: str, z_step_um: float | None = None, precision: str = "fp32"
+    model: nn.Module,
+    tl: np.ndarray,
+    structure: str,
+    z_step_um: float | None = None,
+    precision: str = "fp32",
+    window_batch: int | None = None,
 ) -> np.ndarray:
     """Predict ``structure`` from a TL stack ``(Z, Y, X)``; returns float32 ``(Z', Y, X)`` on the 0.29 um grid.
 
@@ -440,7 +458,8 @@ def predict_volume(
     ``z_step_um=None`` means it is sampled at the model's z-step already). ``Z'`` is the sparse slice count
     times the model's sparse ratio; sparse slice ``k`` sits at output slice ``k * r``. Values are z-scores
     of the structure's intensity. Inference settings come from ``model.config.inference`` when present.
-    The windows run on the model's device under ``precision`` (fp32, bf16 or fp16; :mod:`sparsessp.precision`).
+    The windows run on the model's device under ``precision`` (fp32, bf16 or fp16; :mod:`sparsessp.precision`),
+    ``window_batch`` per call (default: the inference config's, else :func:`windows_per_call`'s choice).
     Fields larger than memory go through :func:`sparsessp.predict.predict_file` (block by block).
     """
     tl = np.asarray(tl)
@@ -461,7 +480,7 @@ def predict_volume(
             ratio,
             overlap=inference.overlap if inference else 0.5,
             blend=inference.blend if inference else "released",
-            batch_size=inference.window_batch if inference else 4,
+            batch_size=window_batch or (inference.window_batch if inference else None),
             sigma_scale=inference.sigma_scale if inference else 0.125,
             precision=precision,
         )

@@ -44,8 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share files x timepoints over N processes (cuda:0..N-1, or CPU threads split)")
     parser.add_argument("--max-memory", type=float, default=0.5, metavar="GB",
                         help="memory for the block buffers; picks the y-x block size (default 0.5 GB)")
-    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                        help="numeric precision of the network (bf16/fp16 where the device supports it)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                        help="numeric precision of the network: auto (default) is bf16 where the device runs it "
+                        "natively, else fp32; bf16/fp16 where the device supports it")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

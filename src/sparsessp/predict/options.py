@@ -41,7 +41,7 @@ class PredictOptions:
     device: str | None = None
     devices: int = 1
     max_memory_gb: float = 0.5
-    precision: str = "fp32"
+    precision: str = "auto"
 
 
 def parse_timepoints(text: str | None, count: int, source: Path) -> list[int]:

@@ -61,10 +61,10 @@ class _Unit:
     windows: int
 
 
-def _inference_settings(model: Any) -> tuple[float, str, int, float]:
+def _inference_settings(model: Any) -> tuple[float, str, int | None, float]:
     inference = getattr(getattr(model, "config", None), "inference", None)
     if inference is None:
-        return 0.5, "released", 4, 0.125
+        return 0.5, "released", None, 0.125
     return inference.overlap, inference.blend, inference.window_batch, inference.sigma_scale
 
 
@@ -349,11 +349,11 @@ def predict_files(inputs: list[Path], options: PredictOptions, progress: Progres
     or absent. With ``options.resume`` finished outputs and timepoints of an interrupted run are kept.
     """
     from sparsessp.inference import model_sparse_ratio, model_window, task_id_of
-    from sparsessp.precision import check
+    from sparsessp.precision import resolve
 
     options.structures = parse_structures(",".join(options.structures))
     device = _device(options)
-    check(options.precision, device)
+    options.precision = resolve(options.precision, device)
     files = expand_inputs(list(inputs))
     model = load_prediction_model(options.model)
     for name in options.structures:
