@@ -1,14 +1,16 @@
-"""fp32 against precision auto (bf16 where native) on the CPU, side by side in one run: training and predict_volume.
+"""fp32 against the default on the CPU, side by side in one run: training and predict_volume.
 
+The reference is the path before issue 12: fp32, contiguous weights (and 4 windows per model call for
+prediction). The default is ``precision: auto`` (bf16 where the CPU runs it natively, else fp32) with
+``memory_format: auto`` (channels-last weights on a CPU) and, for prediction, the automatic windows per call.
 Training: the quickstart's widths (channels [16, 32, 64, 128], TSNs, r = 4, batch 8, patch 32 x 64 x 64)
 for the 2d, 3to2d (embed 64) and 3d bodies, through the trainer's own Fabric (``make_fabric``: autocast,
 input conversion, Adam), one fixed batch. Prediction: ``predict_volume`` of the quickstart model on a
-16 x 512 x 512 TL stack (weights from ``--checkpoint``, else the fresh model). The precisions are timed in
+16 x 512 x 512 TL stack (weights from ``--checkpoint``, else the fresh model). The two are timed in
 alternating rounds (A B, then B A, ...) so that load from other processes hits both alike; medians are
-reported. Prediction is also timed in fp32 with 4 windows per model call, its default before issue 12
-(now chosen from the window's size: 16 for the quickstart's window). Quality beside the speed: relative
-L2 of the outputs against fp32 (same weights, same input), and each training run's loss after the timed
-steps (both precisions take the same steps from the same weights on the same batch).
+reported. Quality beside the speed: relative L2 of the outputs against fp32 (same weights, same input),
+and each training run's loss after the timed steps (both take the same steps from the same weights on the
+same batch).
 
     PYTHONPATH=src .venv/bin/python benchmarks/cpu_bench.py --threads 2
 """
@@ -24,7 +26,6 @@ from typing import Any
 
 TARGETS = {"2d": 1.5, "3to2d": 1.8, "predict": 1.3}
 """Speed-ups the default must reach over fp32 (issue 12)."""
-
 
 def quickstart_cfg(body: str, precision: str) -> Any:
     from sparsessp.cli.quickstart import quickstart_config
@@ -43,11 +44,12 @@ def relative_l2(a: Any, b: Any) -> float:
 
 
 class TrainRun:
-    """One precision's model + optimiser set up by the trainer's Fabric, stepping on one fixed batch."""
+    """One precision and memory format's model + optimiser, set up as the trainer does, stepping on one batch."""
 
-    def __init__(self, body: str, precision: str, weights: dict, batch: dict) -> None:
+    def __init__(self, body: str, precision: str, layout: str, weights: dict, batch: dict) -> None:
         import torch
 
+        from sparsessp import memory_format
         from sparsessp.engine.trainer import make_fabric
         from sparsessp.models.registry import build_model
 
@@ -55,6 +57,7 @@ class TrainRun:
         self.fabric = make_fabric(cfg)
         model = build_model(cfg)
         model.load_state_dict(weights)
+        memory_format.for_device(model, layout, "cpu")
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
         self.model, self.optimizer = self.fabric.setup(model, optimizer)
         self.batch = batch
@@ -93,7 +96,8 @@ def alternating(runs: dict[str, Any], rounds: int, timed: Any) -> dict[str, list
     return results
 
 
-def bench_training(body: str, precisions: list[str], steps: int, rounds: int) -> dict[str, Any]:
+def bench_training(body: str, variants: dict[str, tuple[str, str]], steps: int, rounds: int) -> dict[str, Any]:
+    """Training it/s of each variant (name -> precision, memory format); the first is the reference."""
     import torch
 
     from sparsessp.models.registry import build_model
@@ -109,8 +113,8 @@ def bench_training(body: str, precisions: list[str], steps: int, rounds: int) ->
         "target": torch.randn(b, 1, depth, height, width, generator=gen),
         "task_id": torch.arange(b) % cfg.num_tasks,
     }
-    runs = {p: TrainRun(body, p, weights, batch) for p in precisions}
-    outputs = {p: run.output() for p, run in runs.items()}
+    runs = {name: TrainRun(body, *variant, weights, batch) for name, variant in variants.items()}
+    outputs = {name: run.output() for name, run in runs.items()}
     for run in runs.values():  # warm-up: oneDNN builds its kernels on the first call
         run.step()
 
@@ -121,12 +125,12 @@ def bench_training(body: str, precisions: list[str], steps: int, rounds: int) ->
         return steps / (time.perf_counter() - start)
 
     speeds = alternating(runs, rounds, timed)
-    reference = precisions[0]
+    reference = outputs[next(iter(variants))]
     return {
-        "it_s": {p: statistics.median(v) for p, v in speeds.items()},
+        "it_s": {name: statistics.median(v) for name, v in speeds.items()},
         "rounds": speeds,
-        "rel_l2": {p: relative_l2(outputs[p], outputs[reference]) for p in precisions},
-        "loss": {p: run.loss for p, run in runs.items()},
+        "rel_l2": {name: relative_l2(out, reference) for name, out in outputs.items()},
+        "loss": {name: run.loss for name, run in runs.items()},
         "steps_each": 1 + steps * rounds,
     }
 
@@ -135,14 +139,18 @@ PREVIOUS_WINDOW_BATCH = 4
 """Windows per model call of ``predict_volume`` before issue 12 (now chosen by window size: 16 here)."""
 
 
-def _predict(model: Any, tl: Any, precision: str, window_batch: int | None = None) -> Any:
+def _predict(model: Any, tl: Any, precision: str, layout: str, window_batch: int | None) -> Any:
+    from sparsessp import memory_format
     from sparsessp.inference import predict_volume
 
+    memory_format.for_device(model, layout, "cpu")
     return predict_volume(model, tl, model.structures[0], precision=precision, window_batch=window_batch)
 
 
-def bench_predict(precisions: list[str], rounds: int, checkpoint: Path | None, shape: tuple[int, int, int]) -> dict:
-    """Seconds per ``predict_volume`` for each precision, and for fp32 with the previous windows per call."""
+def bench_predict(
+    variants: dict[str, tuple[str, str, int | None]], rounds: int, checkpoint: Path | None, shape: tuple[int, int, int]
+) -> dict:
+    """Seconds per ``predict_volume`` of each variant (name -> precision, memory format, windows per call)."""
     import numpy as np
     import torch
     from scipy.ndimage import gaussian_filter
@@ -159,48 +167,42 @@ def bench_predict(precisions: list[str], rounds: int, checkpoint: Path | None, s
     model.eval()
     rng = np.random.default_rng(0)
     tl = gaussian_filter(rng.standard_normal(shape).astype(np.float32), (1.0, 3.0, 3.0))
-    variants = {"before": ("fp32", PREVIOUS_WINDOW_BATCH)} | {p: (p, None) for p in precisions}
     outputs = {name: _predict(model, tl, *v) for name, v in variants.items()}  # also the warm-up
 
-    def timed(variant: tuple[str, int | None]) -> float:
+    def timed(variant: tuple[str, str, int | None]) -> float:
         start = time.perf_counter()
         _predict(model, tl, *variant)
         return time.perf_counter() - start
 
     seconds = alternating(variants, rounds, timed)
+    reference = outputs[next(iter(variants))]
     return {
         "seconds": {name: statistics.median(v) for name, v in seconds.items()},
         "rounds": seconds,
-        "rel_l2": {name: relative_l2(out, outputs["fp32"]) for name, out in outputs.items()},
-        "output_shape": list(outputs["fp32"].shape),
+        "rel_l2": {name: relative_l2(out, reference) for name, out in outputs.items()},
+        "output_shape": list(reference.shape),
     }
 
 
-def report(train: dict[str, dict], predict: dict | None, default: str) -> str:
-    """The side-by-side table (markdown)."""
+def report(train: dict[str, dict], predict: dict | None, label: str) -> str:
+    """The side-by-side table (markdown): variant ``fp32`` (the reference) against ``default`` (``label``)."""
     lines = [
-        f"| job | fp32 | {default} (auto) | speed-up | target | rel. L2 vs fp32 | loss fp32 / {default} |",
+        f"| job | fp32 | {label} | speed-up | target | rel. L2 vs fp32 | loss fp32 / default |",
         "|---|---|---|---|---|---|---|",
     ]
     for body, res in train.items():
-        a, b = res["it_s"]["fp32"], res["it_s"][default]
+        a, b = res["it_s"]["fp32"], res["it_s"]["default"]
         target = TARGETS.get(body)
         lines.append(
             f"| train {body} (it/s) | {a:.3g} | {b:.3g} | {b / a:.2f}x | {f'{target}x' if target else '-'} | "
-            f"{res['rel_l2'][default]:.1e} | {res['loss']['fp32']:.4f} / {res['loss'][default]:.4f} |"
+            f"{res['rel_l2']['default']:.1e} | {res['loss']['fp32']:.4f} / {res['loss']['default']:.4f} |"
         )
     if predict is not None:
-        a, b = predict["seconds"]["fp32"], predict["seconds"][default]
+        a, b = predict["seconds"]["fp32"], predict["seconds"]["default"]
         lines.append(
             f"| predict_volume (s) | {a:.3g} | {b:.3g} | {a / b:.2f}x | {TARGETS['predict']}x | "
-            f"{predict['rel_l2'][default]:.1e} | - |"
+            f"{predict['rel_l2']['default']:.1e} | - |"
         )
-        if "before" in predict["seconds"]:
-            a = predict["seconds"]["before"]
-            lines.append(
-                f"| predict_volume against fp32 with {PREVIOUS_WINDOW_BATCH} windows per call, the previous "
-                f"default (s) | {a:.3g} | {b:.3g} | {a / b:.2f}x | - | {predict['rel_l2'][default]:.1e} | - |"
-            )
     return "\n".join(lines)
 
 
@@ -224,21 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     quiet_lightning()
     default = best("cpu")
-    precisions = ["fp32"] if default == "fp32" else ["fp32", default]
+    label = f"default ({default}, channels-last)"
     if default == "fp32":
-        print("this CPU has no native bf16 (AVX512-BF16 / AMX): the default is fp32, so training has nothing to "
-              "compare; prediction is compared with the previous windows per call")
+        print("this CPU has no native bf16 (AVX512-BF16 / AMX): the default is fp32 with channels-last weights")
     print(f"threads {args.threads}, default precision on this CPU: {default}", flush=True)
     train: dict[str, dict] = {}
-    for body in args.bodies if default != "fp32" else []:
+    for body in args.bodies:
         steps = args.steps or (5 if body == "2d" else 1)
-        train[body] = bench_training(body, precisions, steps, args.rounds)
+        variants = {"fp32": ("fp32", "contiguous"), "default": (default, "auto")}
+        train[body] = bench_training(body, variants, steps, args.rounds)
         print(f"train {body}: {train[body]['rounds']}", flush=True)
     predict = None
     if not args.no_predict:
-        predict = bench_predict(precisions, args.rounds, args.checkpoint, tuple(args.predict_shape))
+        variants = {"fp32": ("fp32", "contiguous", PREVIOUS_WINDOW_BATCH), "default": (default, "auto", None)}
+        predict = bench_predict(variants, args.rounds, args.checkpoint, tuple(args.predict_shape))
         print(f"predict_volume {args.predict_shape}: {predict['rounds']}", flush=True)
-    print(report(train, predict, default))
+    print(report(train, predict, label))
     return 0
 
 

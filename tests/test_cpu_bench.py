@@ -24,9 +24,28 @@ def test_relative_l2() -> None:
 
 
 def test_report_gives_speed_ups_against_the_targets() -> None:
-    train = {"2d": {"it_s": {"fp32": 10.0, "bf16": 16.0}, "rel_l2": {"bf16": 4e-3}, "loss": {"fp32": 1.0, "bf16": 1.0}}}
-    predict = {"seconds": {"before": 4.0, "fp32": 3.0, "bf16": 2.0}, "rel_l2": {"bf16": 5e-3}}
-    table = load_script("benchmarks/cpu_bench.py").report(train, predict, "bf16")
+    train = {"2d": {"it_s": {"fp32": 10.0, "default": 16.0}, "rel_l2": {"default": 4e-3},
+                    "loss": {"fp32": 1.0, "default": 1.0}}}
+    predict = {"seconds": {"fp32": 3.0, "default": 2.0}, "rel_l2": {"default": 5e-3}}
+    table = load_script("benchmarks/cpu_bench.py").report(train, predict, "default (bf16, channels-last)")
+    assert "| job | fp32 | default (bf16, channels-last) |" in table
     assert "| train 2d (it/s) | 10 | 16 | 1.60x | 1.5x | 4.0e-03 |" in table
     assert "| predict_volume (s) | 3 | 2 | 1.50x | 1.3x | 5.0e-03 | - |" in table
-    assert "the previous default (s) | 4 | 2 | 2.00x |" in table
+
+
+def test_the_default_runs_channels_last_and_the_reference_contiguous() -> None:
+    import torch
+
+    bench = load_script("benchmarks/cpu_bench.py")
+    cfg = bench.quickstart_cfg("2d", "fp32")
+    from sparsessp.models.registry import build_model
+
+    weights = build_model(cfg).state_dict()
+    batch = {"signal": torch.randn(2, 1, 8, 64, 64), "target": torch.randn(2, 1, 32, 64, 64),
+             "task_id": torch.tensor([0, 1])}
+    kernels = {name: [p for p in bench.TrainRun("2d", "fp32", layout, weights, batch).model.parameters()
+                      if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] > 1]
+               for name, layout in (("reference", "contiguous"), ("default", "auto"))}
+    assert kernels["reference"] and all(p.is_contiguous() for p in kernels["reference"])
+    assert all(not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in kernels["default"])

@@ -258,8 +258,10 @@ def evaluate_run(
     records = load_split(cfg, split)
     if not records:
         raise InputError(f"the {split} split of {cfg.data.root} holds no volumes")
+    from sparsessp.inference import prepare_model
+
     device = device or _default_device()
-    model.to(device).eval()
+    prepare_model(model, device)
     started = time.perf_counter()
     report = progress if progress is not None else (lambda msg: print(msg, file=sys.stderr, flush=True))
     rows, mips = evaluate_records(model, records, inference=cfg.inference, device=device, with_ssim=with_ssim,

@@ -444,6 +444,18 @@ def task_id_of(model: Any, structure: str) -> int:
     return structures.index(structure)
 
 
+def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """``model`` on ``device`` in eval mode, its weights in the layout its ``inference.memory_format`` means there.
+
+    Models without a config get ``auto`` (:mod:`sparsessp.memory_format`). Returns ``model`` (moved in place).
+    """
+    from sparsessp import memory_format
+
+    inference = getattr(getattr(model, "config", None), "inference", None)
+    model.to(device).eval()
+    return memory_format.for_device(model, getattr(inference, "memory_format", "auto"), device)
+
+
 def predict_volume(
     model: nn.Module,
     tl: np.ndarray,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from sparsessp import __version__
+from sparsessp import __version__, memory_format
 from sparsessp.errors import CheckpointError, ConfigError
 from sparsessp.fileio import atomic_path
 
@@ -162,6 +162,9 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str | P
 def load_model(path: str | Path) -> nn.Module:
     """Rebuild the network a checkpoint describes and load its weights; eval mode, ``.config``/``.structures`` set.
 
+    The model is on the CPU, its weights in the layout ``inference.memory_format`` means there
+    (:mod:`sparsessp.memory_format`; :func:`sparsessp.inference.prepare_model` redoes it for another device).
+
     Checkpoints of imported released architectures (key ``architecture``) are rebuilt by
     :func:`sparsessp.models.compat.build_from_checkpoint`.
     """
@@ -173,10 +176,10 @@ def load_model(path: str | Path) -> nn.Module:
         ckpt = load_checkpoint(path)
     imported = build_from_checkpoint(ckpt)
     if imported is not None:
-        return imported.eval()
+        return memory_format.for_device(imported, "auto", "cpu").eval()
     cfg = checkpoint_config(ckpt, path)
     model = build_model(cfg)
     load_weights(model, ckpt["model"], path)
     model.config = cfg
     model.structures = list(ckpt.get("structures") or cfg.data.structures)
-    return model.eval()
+    return memory_format.for_device(model, cfg.inference.memory_format, "cpu").eval()

@@ -212,6 +212,7 @@ class _Trainer:
     def fit(self, resume: bool) -> Path:
         import torch
 
+        from sparsessp import memory_format
         from sparsessp.data.dataset import PatchDataset, load_split
         from sparsessp.engine.checkpoint import check_same_model, load_checkpoint, load_weights
         from sparsessp.engine.sampler import ResumableSampler, TaskBatchSampler
@@ -232,6 +233,7 @@ class _Trainer:
             from sparsessp.models.compat import initial_state_dict
 
             load_weights(model, initial_state_dict(cfg.train.init_from, model), cfg.train.init_from)
+        memory_format.for_device(model, cfg.train.memory_format, fabric.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
         self.model, self.optimizer = fabric.setup(model, optimizer)
         if ckpt is not None:

@@ -84,10 +84,10 @@ class _Predictor:
     """Model, device and settings of one process; predicts units of a plan."""
 
     def __init__(self, plan: Plan, model: Any, device: str) -> None:
-        from sparsessp.inference import task_id_of, weight_map
+        from sparsessp.inference import prepare_model, task_id_of, weight_map
 
         self.plan = plan
-        self.model = model.to(device).eval()
+        self.model = prepare_model(model, device)
         self.device = device
         self.overlap, blend, self.batch, sigma = _inference_settings(model)
         self.weights = weight_map(plan.window, blend, sigma).to(device)
