@@ -82,6 +82,12 @@ def _check_ome_zarr(path: Path, shape: tuple[int, ...], dt: float) -> None:
     assert np.isfinite(np.asarray(levels[0][-1, 0])).all()
 
 
+def _write_ome_stack(path: Path, volume: np.ndarray) -> None:
+    """One OME-TIFF z-stack at r = 4 (z-step 1.16 um) on the 0.29 um x-y grid."""
+    tifffile.imwrite(path, volume, ome=True, metadata={"axes": "ZYX", "PhysicalSizeZ": 1.16,
+                                                       "PhysicalSizeY": 0.29, "PhysicalSizeX": 0.29})
+
+
 def _zarr_level0(path: Path) -> np.ndarray:
     import zarr
 
@@ -138,8 +144,7 @@ def test_imagej_hyperstack_timelapse_to_ome_zarr(ckpt: Path, tmp_path: Path,
 def test_blockwise_equals_whole_volume(ckpt: Path, tmp_path: Path) -> None:
     volume = _volume((5, 40, 50), 7)
     src = tmp_path / "cell.ome.tif"
-    tifffile.imwrite(src, volume, ome=True, metadata={"axes": "ZYX", "PhysicalSizeZ": 1.16,
-                                                      "PhysicalSizeY": 0.29, "PhysicalSizeX": 0.29})
+    _write_ome_stack(src, volume)
     options = PredictOptions(ckpt, ["lamin_b1"], tmp_path / "out", format="ome-zarr", max_memory_gb=2e-4,
                              precision="fp32")
     from sparsessp.inference import choose_block, window_grid
@@ -157,8 +162,7 @@ def test_bf16_prediction_is_close_to_fp32(ckpt: Path, tmp_path: Path) -> None:
     """`predict --precision bf16` runs the network under bf16 autocast, writes float32, and stays near fp32."""
     volume = _volume((5, 40, 50), 3)
     src = tmp_path / "cell.ome.tif"
-    tifffile.imwrite(src, volume, ome=True, metadata={"axes": "ZYX", "PhysicalSizeZ": 1.16,
-                                                      "PhysicalSizeY": 0.29, "PhysicalSizeX": 0.29})
+    _write_ome_stack(src, volume)
     got = {}
     for precision in ("fp32", "bf16"):
         out = tmp_path / precision
@@ -176,8 +180,7 @@ def test_default_precision_is_the_devices_best(ckpt: Path, tmp_path: Path) -> No
 
     volume = _volume((5, 24, 28), 4)
     src = tmp_path / "cell.ome.tif"
-    tifffile.imwrite(src, volume, ome=True, metadata={"axes": "ZYX", "PhysicalSizeZ": 1.16,
-                                                      "PhysicalSizeY": 0.29, "PhysicalSizeX": 0.29})
+    _write_ome_stack(src, volume)
     got = {}
     for name, extra in (("default", []), ("best", ["--precision", best("cpu")])):
         out = tmp_path / name
