@@ -167,6 +167,10 @@ class TrainConfig(_Section):
         "auto", description="layout of the convolution weights: auto is channels-last on CPUs (measured faster), "
         "contiguous elsewhere (sparsessp.memory_format)",
     )
+    compile: bool = Field(
+        False, description="torch.compile the training forward pass: faster steps after a one-off compile (the "
+        "quickstart's 2d step 19.2 -> 26.0 it/s after 51 s on two CPU cores); needs a C++ compiler on a CPU",
+    )
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1)
     num_nodes: int = Field(1, ge=1)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import shutil
 import signal
 import sys
 import threading
@@ -141,6 +143,16 @@ def make_fabric(cfg: Config) -> Fabric:
         ) from None
 
 
+def _compiled(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``torch.compile(model)`` (``train.compile``); on a CPU inductor builds C++ kernels, so a compiler must exist."""
+    import torch
+
+    if device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++")):
+        raise UserError("train.compile on a CPU needs a C++ compiler (g++ or clang++) on PATH; "
+                        "install one or set train.compile=false")
+    return torch.compile(model)
+
+
 def train(
     cfg: Config,
     out_dir: str | Path,
@@ -235,7 +247,9 @@ class _Trainer:
             load_weights(model, initial_state_dict(cfg.train.init_from, model), cfg.train.init_from)
         memory_format.for_device(model, cfg.train.memory_format, fabric.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-        self.model, self.optimizer = fabric.setup(model, optimizer)
+        # Fabric keeps the uncompiled module as ``self.model.module``: checkpoints and validation use it as is
+        self.model, self.optimizer = fabric.setup(_compiled(model, fabric.device) if cfg.train.compile else model,
+                                                  optimizer)
         if ckpt is not None:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             for group in self.optimizer.param_groups:
