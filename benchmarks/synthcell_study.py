@@ -31,11 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 TINY = ["model.channels=[16,16,16,16]", "model.embed_dim=64", "data.patch=[32,32,32]", "train.batch_size=4",
         "train.max_minutes=null", "train.epochs=100000", "train.val_every=100000", "train.val_volumes=1",
-        "train.precision=32-true", "model.conditioning_options={}"]
+        "train.precision=32-true", "train.memory_format=contiguous", "inference.memory_format=contiguous",
+        "inference.window_batch=4", "model.conditioning_options={}"]
 """Tiny widths for every cell: 16 channels per level, 32 x 32 x 32 patches (the whole depth of a SynthCell stack:
 16-plane patches see half a cell and learn far less, benchmarks/RESULTS.md), batch 4; no wall-clock cap; one
 validation, at the end; fp32 (CPU bf16 backward can give non-finite gradients in small 3D MoDE layers, see
-benchmarks/RESULTS.md); each mechanism as the paper has it (the quickstart's FiLM option for TSNs is dropped)."""
+benchmarks/RESULTS.md); contiguous weights and 4 windows per call, the defaults when docs/results/synthcell.md was
+made (channels-last and the automatic batching came after it and change the rounding only); each mechanism as the
+paper has it (the quickstart's FiLM option for TSNs is dropped)."""
 SMOKE = ["data.root=data/synthcell-smoke", "data.synthcell.size=[16,64,64]", "data.synthcell.count=3",
          "data.structures=[dna,lamin_b1,tom20]", "data.samples_per_epoch=8", "data.patch=[16,32,32]"]
 """A small dataset and patch for ``--smoke`` (the pipeline check)."""
