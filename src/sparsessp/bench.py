@@ -165,9 +165,11 @@ def _infer_phase(model: Any, cfg: Config, device: str, prec: str, repeats: int) 
 
 def measure(name: str, cfg: Config, device: str, phases: tuple[str, ...], repeats: int) -> BenchResult:
     """Build one configuration on ``device`` and measure it: counts always, then each of ``phases``
-    (``"train"``, ``"infer"``) in that order."""
+    (``"train"``, ``"infer"``) in that order, each with the weights' layout ``train.memory_format`` /
+    ``inference.memory_format`` means on ``device`` (as ``train`` and ``predict`` run them)."""
     import torch
 
+    from sparsessp import memory_format
     from sparsessp.models.registry import build_model
 
     prec = timing_precision(cfg, device)
@@ -181,8 +183,10 @@ def measure(name: str, cfg: Config, device: str, phases: tuple[str, ...], repeat
     if prec == "fp64":
         model = model.double()
     if "train" in phases:
+        memory_format.for_device(model, cfg.train.memory_format, device)
         result.train_it_per_s, result.train_mem_bytes = _train_phase(model, cfg, device, prec, repeats)
     if "infer" in phases:
+        memory_format.for_device(model, cfg.inference.memory_format, device)
         result.infer_s_per_volume, result.infer_mem_bytes = _infer_phase(model, cfg, device, prec, repeats)
     return result
 
