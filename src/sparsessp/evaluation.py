@@ -247,6 +247,7 @@ def evaluate_run(
     (e.g. ``data.root=...``, ``inference.overlap=0.25``); the model from the checkpoint.
     """
     from sparsessp.data.dataset import load_split
+    from sparsessp.inference import prepare_model
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -258,8 +259,6 @@ def evaluate_run(
     records = load_split(cfg, split)
     if not records:
         raise InputError(f"the {split} split of {cfg.data.root} holds no volumes")
-    from sparsessp.inference import prepare_model
-
     device = device or _default_device()
     prepare_model(model, device)
     started = time.perf_counter()
