@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sparsessp.config import InferenceConfig
 from sparsessp.design import sparse_depth
 from sparsessp.errors import InputError
 from sparsessp.structures import TARGET_VOXEL_UM
@@ -444,16 +445,19 @@ def task_id_of(model: Any, structure: str) -> int:
     return structures.index(structure)
 
 
-def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """``model`` on ``device`` in eval mode, its weights in the layout its ``inference.memory_format`` means there.
+def inference_settings(model: Any) -> InferenceConfig:
+    """The model's ``config.inference`` (sliding window, batching, layout), or the defaults for a bare model."""
+    inference = getattr(getattr(model, "config", None), "inference", None)
+    return inference if inference is not None else InferenceConfig()
 
-    Models without a config get ``auto`` (:mod:`sparsessp.memory_format`). Returns ``model`` (moved in place).
-    """
+
+def prepare_model(model: nn.Module, device: torch.device | str) -> nn.Module:
+    """``model`` on ``device`` in eval mode, its weights in the layout its ``inference.memory_format`` means there
+    (:mod:`sparsessp.memory_format`). Returns ``model`` (moved in place)."""
     from sparsessp import memory_format
 
-    inference = getattr(getattr(model, "config", None), "inference", None)
     model.to(device).eval()
-    return memory_format.for_device(model, getattr(inference, "memory_format", "auto"), device)
+    return memory_format.for_device(model, inference_settings(model).memory_format, device)
 
 
 def predict_volume(
@@ -480,7 +484,7 @@ def predict_volume(
     task = task_id_of(model, structure)
     ratio = model_sparse_ratio(model)
     sparse = to_model_grid(zscore(tl), z_step_um, ratio)
-    inference = getattr(getattr(model, "config", None), "inference", None)
+    inference = inference_settings(model)
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
@@ -490,10 +494,10 @@ def predict_volume(
             task,
             model_window(model),
             ratio,
-            overlap=inference.overlap if inference else 0.5,
-            blend=inference.blend if inference else "released",
-            batch_size=window_batch or (inference.window_batch if inference else None),
-            sigma_scale=inference.sigma_scale if inference else 0.125,
+            overlap=inference.overlap,
+            blend=inference.blend,
+            batch_size=window_batch or inference.window_batch,
+            sigma_scale=inference.sigma_scale,
             precision=precision,
         )
     finally:

@@ -174,12 +174,11 @@ def load_model(path: str | Path) -> nn.Module:
     with warnings.catch_warnings():  # a refused pickle is one line; torch's protocol warning would add two
         warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
         ckpt = load_checkpoint(path)
-    imported = build_from_checkpoint(ckpt)
-    if imported is not None:
-        return memory_format.for_device(imported, "auto", "cpu").eval()
-    cfg = checkpoint_config(ckpt, path)
-    model = build_model(cfg)
-    load_weights(model, ckpt["model"], path)
-    model.config = cfg
-    model.structures = list(ckpt.get("structures") or cfg.data.structures)
-    return memory_format.for_device(model, cfg.inference.memory_format, "cpu").eval()
+    model = build_from_checkpoint(ckpt)
+    if model is None:
+        cfg = checkpoint_config(ckpt, path)
+        model = build_model(cfg)
+        load_weights(model, ckpt["model"], path)
+        model.config = cfg
+        model.structures = list(ckpt.get("structures") or cfg.data.structures)
+    return memory_format.for_device(model, model.config.inference.memory_format, "cpu").eval()

@@ -61,13 +61,6 @@ class _Unit:
     windows: int
 
 
-def _inference_settings(model: Any) -> tuple[float, str, int | None, float]:
-    inference = getattr(getattr(model, "config", None), "inference", None)
-    if inference is None:
-        return 0.5, "released", None, 0.125
-    return inference.overlap, inference.blend, inference.window_batch, inference.sigma_scale
-
-
 @contextlib.contextmanager
 def _quiet_resampling() -> Iterator[None]:
     """The plan already warned about resampling each file; the blocks would repeat it."""
@@ -84,13 +77,14 @@ class _Predictor:
     """Model, device and settings of one process; predicts units of a plan."""
 
     def __init__(self, plan: Plan, model: Any, device: str) -> None:
-        from sparsessp.inference import prepare_model, task_id_of, weight_map
+        from sparsessp.inference import inference_settings, prepare_model, task_id_of, weight_map
 
         self.plan = plan
         self.model = prepare_model(model, device)
         self.device = device
-        self.overlap, blend, self.batch, sigma = _inference_settings(model)
-        self.weights = weight_map(plan.window, blend, sigma).to(device)
+        inference = inference_settings(model)
+        self.overlap, self.batch = inference.overlap, inference.window_batch
+        self.weights = weight_map(plan.window, inference.blend, inference.sigma_scale).to(device)
         self.tasks = {s: task_id_of(model, s) for s in plan.options.structures}
 
     def grid(self, job: Job) -> Any:
